@@ -1,0 +1,173 @@
+"""Table schemas, declared once as pyarrow types, and checked codecs between Arrow and numpy.
+
+A schema lists columns with their Arrow type and, for tensor columns, the per-row shape. Reading
+accepts any Arrow layout that holds the same numbers (``list``, ``large_list`` or
+``fixed_size_list`` of any integer/float type, float64 where float32 is declared) so Parquet files
+written by other tools are usable; a mismatch raises :class:`DataError` naming the file, the column,
+the expected and the found type or shape.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+
+from dl3d.data.errors import DataError
+
+
+def tensor_type(shape: tuple[int, ...], value_type: pa.DataType = pa.float32()) -> pa.DataType:
+    """Arrow type for one row of a fixed-shape tensor: nested fixed-size lists, outermost first."""
+    t = value_type
+    for n in reversed(shape):
+        t = pa.list_(t, n)
+    return t
+
+
+@dataclass(frozen=True)
+class Column:
+    """One column of a table schema."""
+
+    name: str
+    """Column name."""
+    type: pa.DataType
+    """Arrow type written by dl3d."""
+    shape: tuple[int | None, ...] | None = None
+    """Per-row tensor shape for list columns (``None`` entries are free); ``None`` for scalars."""
+    required: bool = True
+    """Whether a table must have this column."""
+    doc: str = ""
+    """What the column holds: units, frame, layout."""
+
+    @property
+    def is_tensor(self) -> bool:
+        return self.shape is not None
+
+
+@dataclass(frozen=True)
+class TableSchema:
+    """The columns of one dataset kind, with a version for ``_dataset.json``."""
+
+    kind: str
+    version: int
+    columns: tuple[Column, ...]
+    doc: str = ""
+    by_name: dict[str, Column] = field(init=False, repr=False, compare=False)
+
+    def __post_init__(self):
+        names = [c.name for c in self.columns]
+        if len(set(names)) != len(names):
+            raise ValueError(f"schema {self.kind!r} declares a column twice: {names}")
+        object.__setattr__(self, "by_name", {c.name: c for c in self.columns})
+
+    def arrow_schema(self, present: list[str] | None = None) -> pa.Schema:
+        """The Arrow schema dl3d writes, optionally restricted to the ``present`` columns (in schema order)."""
+        cols = [c for c in self.columns if present is None or c.name in present]
+        return pa.schema([pa.field(c.name, c.type) for c in cols])
+
+    def validate(self, table: pa.Table, source: str) -> None:
+        """Check that required columns exist and that every known column has a compatible type."""
+        for col in self.columns:
+            if col.name not in table.column_names:
+                if col.required:
+                    raise DataError(
+                        source,
+                        f"missing column {col.name!r} ({_describe(col)}); found columns {table.column_names}",
+                    )
+                continue
+            found = table.schema.field(col.name).type
+            if not _compatible(col, found):
+                raise DataError(source, f"column {col.name!r}: expected {_describe(col)}, found type {found}")
+
+
+def _describe(col: Column) -> str:
+    if col.is_tensor:
+        dims = ", ".join("*" if n is None else str(n) for n in col.shape)
+        return f"numeric list of shape ({dims}) per row"
+    return str(col.type)
+
+
+def _compatible(col: Column, found: pa.DataType) -> bool:
+    if col.is_tensor:
+        depth = 0
+        t = found
+        while _is_list(t):
+            t = t.value_type
+            depth += 1
+        return depth == len(col.shape) and (pa.types.is_floating(t) or pa.types.is_integer(t))
+    want = col.type
+    if pa.types.is_string(want) or pa.types.is_large_string(want):
+        return pa.types.is_string(found) or pa.types.is_large_string(found) or pa.types.is_integer(found)
+    if pa.types.is_integer(want):
+        return pa.types.is_integer(found)
+    if pa.types.is_floating(want):
+        return pa.types.is_floating(found) or pa.types.is_integer(found)
+    if pa.types.is_binary(want) or pa.types.is_large_binary(want):
+        return pa.types.is_binary(found) or pa.types.is_large_binary(found)
+    return found == want
+
+
+def _is_list(t: pa.DataType) -> bool:
+    return pa.types.is_list(t) or pa.types.is_large_list(t) or pa.types.is_fixed_size_list(t)
+
+
+def tensor_to_arrow(x: np.ndarray, value_type: pa.DataType = pa.float32()) -> pa.Array:
+    """Encode ``x: (N, *shape)`` as an Arrow array of N fixed-shape nested lists."""
+    x = np.ascontiguousarray(x, dtype=value_type.to_pandas_dtype())
+    arr: pa.Array = pa.array(x.reshape(-1), type=value_type)
+    for n in reversed(x.shape[1:]):
+        arr = pa.FixedSizeListArray.from_arrays(arr, n)
+    return arr
+
+
+def arrow_to_tensor(
+    column: pa.ChunkedArray | pa.Array,
+    shape: tuple[int | None, ...],
+    *,
+    name: str,
+    source: str,
+    dtype: type = np.float32,
+) -> np.ndarray:
+    """Decode a list column into ``(N, *shape)``; free dimensions (``None``) must agree across rows.
+
+    Raises DataError naming the column, the offending row and the expected/found length, for null
+    rows and for rows of the wrong length.
+    """
+    if isinstance(column, pa.ChunkedArray):
+        column = column.combine_chunks() if column.num_chunks != 1 else column.chunk(0)
+    n_rows = len(column)
+    dims: list[int] = []
+    arr: pa.Array = column
+    for level, want in enumerate(shape):
+        if not _is_list(arr.type):
+            raise DataError(source, f"column {name!r}: expected {len(shape)} nested list levels, found type {column.type}")
+        if arr.null_count:
+            bad = int(np.flatnonzero(arr.is_null().to_numpy(zero_copy_only=False))[0])
+            raise DataError(source, f"column {name!r}: null value at {'row' if level == 0 else 'element'} {bad}")
+        if pa.types.is_fixed_size_list(arr.type):
+            n = arr.type.list_size
+            if want is not None and n != want:
+                raise DataError(source, f"column {name!r}: expected length {want} at level {level}, found {n}")
+            values = arr.flatten()
+        else:
+            lengths = pc.list_value_length(arr).to_numpy(zero_copy_only=False)
+            n = want if want is not None else (int(lengths[0]) if len(lengths) else 0)
+            wrong = np.flatnonzero(lengths != n)
+            if len(wrong):
+                i = int(wrong[0])
+                where = f"row {i}" if level == 0 else f"element {i}"
+                raise DataError(
+                    source,
+                    f"column {name!r}: expected length {n} at level {level}, found {int(lengths[i])} ({where})",
+                )
+            values = arr.flatten()
+        dims.append(n)
+        arr = values
+    if arr.null_count:
+        raise DataError(source, f"column {name!r}: contains null numbers")
+    if not (pa.types.is_floating(arr.type) or pa.types.is_integer(arr.type)):
+        raise DataError(source, f"column {name!r}: expected numbers, found {arr.type}")
+    flat = arr.to_numpy(zero_copy_only=False).astype(dtype, copy=False)
+    return flat.reshape(n_rows, *dims)
