@@ -90,6 +90,8 @@ def _describe(col: Column) -> str:
 
 
 def _compatible(col: Column, found: pa.DataType) -> bool:
+    if pa.types.is_null(found):  # an all-null column (e.g. an empty table from elsewhere); nulls are checked on decode
+        return True
     if col.is_tensor:
         depth = 0
         t = found
@@ -138,6 +140,10 @@ def arrow_to_tensor(
     if isinstance(column, pa.ChunkedArray):
         column = column.combine_chunks() if column.num_chunks != 1 else column.chunk(0)
     n_rows = len(column)
+    if pa.types.is_null(column.type):
+        if n_rows:
+            raise DataError(source, f"column {name!r}: null value at row 0")
+        return np.zeros((0, *(n or 0 for n in shape)), dtype)
     dims: list[int] = []
     arr: pa.Array = column
     for level, want in enumerate(shape):

@@ -80,9 +80,10 @@ def decode_smpl_params(table: pa.Table, source: str, max_betas: int | None = Non
     SMPL_PARAMS.validate(table, source)
     n = table.num_rows
     cols = table.column_names
-    ids = [str(v) for v in table.column("id").to_pylist()]
-    if any(v == "None" for v in ids):
-        raise DataError(source, "column 'id' has null values")
+    raw_ids = table.column("id").to_pylist()
+    if None in raw_ids:
+        raise DataError(source, f"column 'id': null value at row {raw_ids.index(None)}")
+    ids = [str(v) for v in raw_ids]
     betas = arrow_to_tensor(table.column("betas"), (None,), name="betas", source=source)
     if max_betas is not None and betas.shape[1] > max_betas:
         raise DataError(source, f"column 'betas': {betas.shape[1]} coefficients per row, the body model has {max_betas}")
@@ -104,7 +105,7 @@ def decode_smpl_params(table: pa.Table, source: str, max_betas: int | None = Non
     else:
         transl = np.zeros((n, 3), np.float32)
     for name, arr in (("betas", betas), ("global_orient", go), ("body_pose", bp), ("transl", transl)):
-        bad = ~np.isfinite(arr.reshape(n, -1)).all(axis=1)
+        bad = ~np.isfinite(arr).all(axis=tuple(range(1, arr.ndim)))
         if bad.any():
             i = int(np.flatnonzero(bad)[0])
             raise DataError(source, f"column {name!r}: NaN or infinite value in {int(bad.sum())} row(s), first row {i} (id {ids[i]!r})")
