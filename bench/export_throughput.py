@@ -1,0 +1,60 @@
+"""Export throughput, 1 worker vs N workers, in one run: frames/s for each and the ratio.
+
+    python bench/export_throughput.py [--frames 8000] [--shards 16] [--workers 2] [--vertices]
+
+Runs on the embedded local Ray (or --ray-address). Each worker gets one CPU (one torch thread), so
+on an N-core box the ideal ratio is N.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import tempfile
+import time
+
+os.environ.setdefault("RAY_AUTH_MODE", "disabled")
+
+import ray  # noqa: E402
+
+from dl3d.body import make_procedural_body_model, write_body_model  # noqa: E402
+from dl3d.jobs.runner import RunnerConfig, run_shards  # noqa: E402
+from dl3d.synthetic.smpl_params import SmplParamsSpec, write_smpl_params_dataset  # noqa: E402
+from dl3d.workers.smpl_export import SmplExportConfig, SmplExportWorker  # noqa: E402
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--frames", type=int, default=8000, help="total frames")
+    ap.add_argument("--shards", type=int, default=16)
+    ap.add_argument("--workers", type=int, default=2, help="workers in the second run")
+    ap.add_argument("--vertices", action="store_true", help="also store vertices (heavier output)")
+    ap.add_argument("--ray-address", default=None)
+    args = ap.parse_args()
+
+    with tempfile.TemporaryDirectory() as tmp:
+        model = str(write_body_model(make_procedural_body_model(), f"{tmp}/body"))
+        params = f"{tmp}/params"
+        write_smpl_params_dataset(params, SmplParamsSpec(videos=args.shards, frames=args.frames // args.shards,
+                                                         shards=args.shards))
+        if args.ray_address:
+            ray.init(address=args.ray_address)
+        else:
+            ray.init(num_cpus=max(args.workers, 1), include_dashboard=False)
+        cfg = SmplExportConfig(model=model, vertices=args.vertices)
+        rates = {}
+        for n in (1, args.workers):
+            t0 = time.perf_counter()
+            report = run_shards("bench", SmplExportWorker, cfg, params, f"{tmp}/out-{n}",
+                                RunnerConfig(workers=n, num_cpus=1, progress=False))
+            seconds = time.perf_counter() - t0
+            assert report.exit_code == 0, report.summary()
+            rates[n] = report.rows / seconds
+            print(f"{n} worker(s): {report.rows} frames in {seconds:.2f} s = {rates[n]:.0f} frames/s (incl. worker start)")
+        print(f"ratio {args.workers} workers / 1 worker: {rates[args.workers] / rates[1]:.2f}x "
+              f"(ideal {args.workers:.0f}x on {os.cpu_count()} cores)")
+        ray.shutdown()
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,1 @@
+"""Synthetic datasets the project generates itself (nothing here is real captured data)."""

@@ -1,0 +1,246 @@
+"""The shard runner: plan the shards, start GPU/CPU-pinned Ray actors, feed them shards, retry, report.
+
+A job is a worker class (``dl3d.workers``) plus its config. The runner lists the input shards,
+skips those whose commit marker exists in the output, starts the workers as Ray actors with the
+requested ``num_gpus`` / ``num_cpus`` and Ray-managed restarts (a worker process that dies is
+replaced by Ray), and keeps every worker busy with ``ray.wait``. A shard whose worker raised or died
+is put back in the queue for the next live worker, up to ``max_attempts``; bad input is not retried.
+Final failures are written to ``_errors/``, the run to ``_job.json``.
+
+Why not ``ray.util.ActorPool``: its ``get_next_unordered`` re-raises a failed call's exception
+without saying which input it was, and a shard must be retried by identity.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime as dt
+import sys
+import time
+import uuid
+from collections import deque
+from dataclasses import dataclass, field
+from importlib import metadata
+from typing import Any
+
+import ray
+from tqdm import tqdm
+
+from dl3d.config import opt
+from dl3d.data import JobOutput, Shard, list_shards
+from dl3d.jobs.ray_env import cluster_cpus, cluster_gpus, ensure_ray, worker_runtime_env
+from dl3d.workers.base import ShardResult, ShardTask, ShardWorker
+
+VERSIONED_PACKAGES = ("dl3d", "torch", "easypytorch3d", "smplx", "ray", "pyarrow", "fsspec", "s3fs", "numpy")
+
+
+@dataclass
+class RunnerConfig:
+    """How a batch job runs on Ray."""
+
+    workers: int = opt(0, "number of workers; 0 = one per GPU if the cluster has GPUs, else one per --num-cpus CPUs")
+    num_gpus: float | None = opt(None, "GPUs per worker (default: 1 if the cluster has GPUs, else 0)")
+    num_cpus: float = opt(1.0, "CPUs per worker; also its torch thread count")
+    max_attempts: int = opt(3, "attempts per shard (worker errors and worker deaths) before it goes to _errors/")
+    ray_address: str | None = opt(None, "Ray cluster to join (default: $RAY_ADDRESS, else an embedded local Ray)")
+    progress: bool = opt(True, "show a progress bar on stderr")
+
+    def __post_init__(self):
+        if self.workers < 0:
+            raise ValueError(f"workers must be >= 0, got {self.workers}")
+        if self.max_attempts < 1:
+            raise ValueError(f"max_attempts must be >= 1, got {self.max_attempts}")
+        if self.num_cpus <= 0:
+            raise ValueError(f"num_cpus must be > 0, got {self.num_cpus}")
+        if self.num_gpus is not None and self.num_gpus < 0:
+            raise ValueError(f"num_gpus must be >= 0, got {self.num_gpus}")
+
+
+@dataclass
+class ShardOutcome:
+    index: int
+    status: str
+    """``ok``, ``skipped`` (committed before this run), ``failed`` or ``bad_input``."""
+    rows: int = 0
+    seconds: float = 0.0
+    attempts: int = 0
+    error: str | None = None
+    worker: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass
+class JobReport:
+    """What a run did; ``exit_code`` is 0 only when every shard is committed."""
+
+    job: str
+    output: str
+    shards: list[ShardOutcome]
+    seconds: float
+
+    def count(self, status: str) -> int:
+        return sum(s.status == status for s in self.shards)
+
+    @property
+    def failed(self) -> list[ShardOutcome]:
+        return [s for s in self.shards if s.status in ("failed", "bad_input")]
+
+    @property
+    def rows(self) -> int:
+        return sum(s.rows for s in self.shards if s.status == "ok")
+
+    @property
+    def exit_code(self) -> int:
+        return 1 if self.failed else 0
+
+    def summary(self) -> str:
+        rate = self.rows / self.seconds if self.seconds > 0 else 0.0
+        lines = [
+            f"{self.job}: {self.output}",
+            f"  {'shards':<22}{len(self.shards):>8}",
+            f"  {'committed this run':<22}{self.count('ok'):>8}",
+            f"  {'already committed':<22}{self.count('skipped'):>8}",
+            f"  {'failed':<22}{len(self.failed):>8}",
+            f"  {'rows this run':<22}{self.rows:>8}",
+            f"  {'seconds':<22}{self.seconds:>8.1f}",
+            f"  {'rows/s':<22}{rate:>8.1f}",
+        ]
+        nodes: dict[str, int] = {}
+        for s in self.shards:
+            if s.status == "ok":
+                key = f"{s.worker.get('node_id', s.worker.get('host', '?'))[:12]} {s.worker.get('device', '')}"
+                nodes[key] = nodes.get(key, 0) + 1
+        for key, n in sorted(nodes.items()):
+            lines.append(f"  shards on {key:<30}{n:>4}")
+        for s in self.failed:
+            first = (s.error or "").strip().splitlines()
+            lines.append(f"  FAILED part-{s.index:05d} after {s.attempts} attempt(s): {first[-1] if first else '?'}")
+        if self.failed:
+            lines.append(f"  details: {self.output.rstrip('/')}/_errors/")
+        lines.append("status: " + ("FAILED" if self.failed else "ok"))
+        return "\n".join(lines)
+
+
+def package_versions() -> dict[str, str]:
+    out = {"python": sys.version.split()[0]}
+    for name in VERSIONED_PACKAGES:
+        try:
+            out[name] = metadata.version(name)
+        except metadata.PackageNotFoundError:
+            out[name] = "not installed"
+    return out
+
+
+def run_shards(
+    job: str,
+    worker_cls: type[ShardWorker],
+    worker_config: Any,
+    input_url: str,
+    output_url: str,
+    runner: RunnerConfig,
+) -> JobReport:
+    """Run ``worker_cls`` over every uncommitted shard of ``input_url`` into ``output_url``."""
+    started = time.time()
+    run_id = uuid.uuid4().hex[:12]
+    worker_cls.preflight(worker_config)
+    shards = list_shards(input_url)
+    out = JobOutput(output_url)
+    committed = out.committed()
+    todo = [s for s in shards if s.index not in committed]
+    outcomes = {s.index: ShardOutcome(s.index, "skipped") for s in shards if s.index in committed}
+    where = ensure_ray(runner.ray_address)
+    num_gpus = runner.num_gpus if runner.num_gpus is not None else (1.0 if cluster_gpus() > 0 else 0.0)
+    n_workers = runner.workers or _auto_workers(num_gpus, runner.num_cpus)
+    n_workers = max(1, min(n_workers, len(todo))) if todo else 0
+    meta = {
+        "job": job, "run_id": run_id, "status": "running", "input": input_url, "output": output_url,
+        "started": _iso(started), "config": dataclasses.asdict(worker_config),
+        "runner": dataclasses.asdict(runner) | {"workers": n_workers, "num_gpus": num_gpus},
+        "ray": {"where": where, "nodes": len(ray.nodes()), "resources": ray.cluster_resources()},
+        "versions": package_versions(),
+    }
+    out.write_job_meta(meta)
+
+    bar = tqdm(total=len(shards), initial=len(committed), unit="shard", desc=job, disable=not runner.progress,
+               file=sys.stderr, dynamic_ncols=True)
+    if todo:
+        options = dict(num_cpus=runner.num_cpus, num_gpus=num_gpus, max_restarts=-1, max_task_retries=0)
+        if worker_runtime_env():
+            options["runtime_env"] = worker_runtime_env()
+        actor_cls = ray.remote(worker_cls).options(**options)
+        actors = [actor_cls.remote(worker_config, num_threads=int(runner.num_cpus)) for _ in range(n_workers)]
+        try:
+            _dispatch(todo, actors, out, output_url, run_id, runner.max_attempts, outcomes, bar, started)
+        finally:
+            for a in actors:
+                ray.kill(a)
+    bar.close()
+    report = JobReport(job, output_url, [outcomes[s.index] for s in shards], time.time() - started)
+    meta.update(
+        status="failed" if report.failed else "ok", finished=_iso(time.time()), seconds=round(report.seconds, 3),
+        counts={"shards": len(shards), "committed": report.count("ok"), "skipped": report.count("skipped"),
+                "failed": len(report.failed), "rows": report.rows,
+                "rows_per_s": round(report.rows / report.seconds, 2) if report.seconds else 0.0},
+        shards=[dataclasses.asdict(s) for s in report.shards],
+    )
+    out.write_job_meta(meta)
+    return report
+
+
+def _auto_workers(num_gpus: float, num_cpus: float) -> int:
+    if num_gpus > 0:
+        return max(1, int(cluster_gpus() // num_gpus))
+    return max(1, int(cluster_cpus() // num_cpus))
+
+
+def _dispatch(todo: list[Shard], actors: list, out: JobOutput, output_url: str, run_id: str, max_attempts: int,
+              outcomes: dict[int, ShardOutcome], bar: tqdm, started: float) -> None:
+    queue: deque[tuple[Shard, int]] = deque((s, 1) for s in todo)
+    idle = deque(actors)
+    inflight: dict[ray.ObjectRef, tuple[Shard, int, Any]] = {}
+    rows = 0
+    while queue or inflight:
+        while queue and idle:
+            shard, attempt = queue.popleft()
+            actor = idle.popleft()
+            inflight[actor.process.remote(ShardTask(shard, output_url, attempt, run_id))] = (shard, attempt, actor)
+        [ref], _ = ray.wait(list(inflight), num_returns=1)
+        shard, attempt, actor = inflight.pop(ref)
+        idle.append(actor)  # a restarted worker goes to the back: a retry lands on another live worker first
+        try:
+            result: ShardResult = ray.get(ref)
+        except ray.exceptions.RayActorError as exc:
+            error = f"worker died while processing the shard (attempt {attempt}): {exc}"
+        except ray.exceptions.RayTaskError as exc:
+            error = f"attempt {attempt}: {exc}"
+        else:
+            if result.status == "ok":
+                outcomes[shard.index] = ShardOutcome(shard.index, "ok", result.rows, result.seconds, attempt,
+                                                     worker=result.worker)
+                rows += result.rows
+            else:
+                _fail(out, shard, "bad_input", attempt, result.error, outcomes, result.worker)
+            bar.update(1)
+            bar.set_postfix(rows=rows, rows_per_s=f"{rows / max(time.time() - started, 1e-9):.1f}", refresh=False)
+            continue
+        if attempt < max_attempts:
+            bar.write(f"part-{shard.index:05d}: attempt {attempt} failed, retrying: {_last_line(error)}")
+            queue.appendleft((shard, attempt + 1))
+        else:
+            _fail(out, shard, "failed", attempt, error, outcomes, {})
+            bar.update(1)
+
+
+def _fail(out: JobOutput, shard: Shard, status: str, attempts: int, error: str | None,
+          outcomes: dict[int, ShardOutcome], worker: dict[str, Any]) -> None:
+    outcomes[shard.index] = ShardOutcome(shard.index, status, attempts=attempts, error=error, worker=worker)
+    out.record_error(shard.index, {"input": shard.url, "status": status, "attempts": attempts, "error": error,
+                                   "worker": worker, "time": _iso(time.time())})
+
+
+def _last_line(text: str) -> str:
+    lines = [ln for ln in (text or "").strip().splitlines() if ln.strip()]
+    return lines[-1] if lines else ""
+
+
+def _iso(t: float) -> str:
+    return dt.datetime.fromtimestamp(t, dt.timezone.utc).isoformat(timespec="seconds")

@@ -1,0 +1,118 @@
+"""``dl3d smpl export``: SMPL parameters in, posed joints (and optionally vertices and meshes) out."""
+
+from __future__ import annotations
+
+
+from dataclasses import dataclass
+from typing import Literal
+
+import numpy as np
+import pyarrow as pa
+import torch
+
+from dl3d.config import opt
+from dl3d.data import JobOutput, read_table, tensor_to_arrow
+from dl3d.data.smpl_tables import SMPL_EXPORT, SMPL_PARAMS, decode_smpl_params, passthrough_columns
+from dl3d.mesh import encode_mesh
+from dl3d.workers.base import ShardTask, ShardWorker
+
+
+@dataclass
+class SmplExportConfig:
+    """Options of the SMPL export job."""
+
+    model: str = opt(help="path of an SMPL-format body model file (.pkl/.npz): SMPL_NEUTRAL.pkl or `dl3d body make-model`")
+    vertices: bool = opt(False, "also store the (6890, 3) posed vertices of each row in the Parquet output")
+    meshes: Literal["none", "ply", "obj"] = opt("none", "write one mesh file per row under meshes/ (binary PLY or OBJ)")
+    batch_size: int = opt(1024, "rows per body-model forward pass")
+    num_betas: int = opt(10, "shape coefficients of the body model to use (input rows may give fewer)")
+
+    def __post_init__(self):
+        if not self.model:
+            raise ValueError("model: give the path of an SMPL-format body model file (.pkl/.npz)")
+        if self.batch_size < 1:
+            raise ValueError(f"batch_size must be >= 1, got {self.batch_size}")
+        if self.meshes not in ("none", "ply", "obj"):
+            raise ValueError(f"meshes must be one of none, ply, obj; got {self.meshes!r}")
+        if self.num_betas < 1:
+            raise ValueError(f"num_betas must be >= 1, got {self.num_betas}")
+
+
+def smpl_forward(model, betas, global_orient, body_pose, transl, batch_size: int, vertices: bool):
+    """Run an smplx SMPL model over many rows in batches.
+
+    Args:
+        model: an ``smplx.SMPL`` module.
+        betas: (N, B) float, B <= model.num_betas (zero-padded).
+        global_orient: (N, 3), body_pose: (N, 69) axis-angle radians; transl: (N, 3) metres.
+
+    Returns:
+        joints (N, J, 3) float32 metres, and vertices (N, V, 3) or None.
+    """
+    device = model.shapedirs.device
+    n = betas.shape[0]
+    nb = model.num_betas
+    if betas.shape[1] < nb:
+        betas = np.concatenate([betas, np.zeros((n, nb - betas.shape[1]), np.float32)], axis=1)
+    inputs = [betas, global_orient, body_pose, transl]
+    if n == 0:  # one zero row, so an empty shard's outputs still have the model's shapes
+        inputs = [np.zeros((1,) + a.shape[1:], np.float32) for a in inputs]
+    joints, verts = [], []
+    with torch.inference_mode():
+        for s in range(0, len(inputs[0]), batch_size):
+            b, go, bp, tr = (torch.tensor(a[s:s + batch_size], dtype=torch.float32, device=device) for a in inputs)
+            o = model(betas=b, global_orient=go, body_pose=bp, transl=tr)
+            joints.append(o.joints.cpu().numpy())
+            if vertices:
+                verts.append(o.vertices.cpu().numpy())
+    return np.concatenate(joints)[:n], (np.concatenate(verts)[:n] if vertices else None)
+
+
+class SmplExportWorker(ShardWorker):
+    """Poses an SMPL-format body model for every row of an ``smpl_params`` shard."""
+
+    config_cls = SmplExportConfig
+    job_kind = "smpl_export"
+
+    @classmethod
+    def preflight(cls, config: SmplExportConfig) -> None:
+        from dl3d.body import read_body_model_arrays
+
+        read_body_model_arrays(config.model)
+
+    def setup(self) -> None:
+        from dl3d.body import load_body_model
+
+        self.model = load_body_model(self.config.model, num_betas=self.config.num_betas, device=self.device)
+        self.faces = torch.as_tensor(self.model.faces.astype(np.int64))
+
+    def run_shard(self, task: ShardTask, out: JobOutput) -> int:
+        cfg = self.config
+        table = read_table(task.shard.url, SMPL_PARAMS)
+        params = decode_smpl_params(table, task.shard.url, max_betas=self.model.num_betas)
+        joints, verts = smpl_forward(
+            self.model, params.betas, params.global_orient, params.body_pose, params.transl,
+            cfg.batch_size, vertices=cfg.vertices or cfg.meshes != "none",
+        )
+        columns: dict[str, pa.Array] = {"id": pa.array(params.ids, pa.string())}
+        columns.update(passthrough_columns(table))
+        columns["joints"] = _nested(joints)
+        if cfg.vertices:
+            columns["vertices"] = _nested(verts)
+        if cfg.meshes != "none":
+            paths = []
+            for i in range(len(params)):
+                rel = out.mesh_relpath(task.shard.index, i, cfg.meshes)
+                out.write_file(rel, encode_mesh(torch.from_numpy(verts[i]), self.faces, cfg.meshes))
+                paths.append(rel)
+            columns["mesh_path"] = pa.array(paths, pa.string())
+        result = pa.table(columns, schema=SMPL_EXPORT.arrow_schema(list(columns)))
+        out.write_part(task.shard.index, result)
+        return len(params)
+
+
+def _nested(x: np.ndarray) -> pa.Array:
+    """(N, J, 3) float array as a list<fixed_size_list<float32, 3>> column (J may vary by model)."""
+    inner = tensor_to_arrow(x.reshape(-1, 3))
+    offsets = pa.array(np.arange(0, x.shape[0] * x.shape[1] + 1, x.shape[1], dtype=np.int32))
+    return pa.ListArray.from_arrays(offsets, inner)
