@@ -1,0 +1,48 @@
+"""Dataset kinds for view synthesis: ``view_pairs`` (training/eval) and ``images`` (render sources).
+
+Cameras follow the OpenCV convention: x right, y down, z forward; poses are 4x4 world-to-camera
+matrices (``x_cam = T @ x_world``); intrinsics are 3x3 in pixels of the stored image. The relative
+pose that maps source-camera points into the target camera is ``T_tgt @ inv(T_src)``.
+Images are stored as PNG bytes.
+"""
+
+from __future__ import annotations
+
+import pyarrow as pa
+
+from dl3d.data.schema import Column, TableSchema, tensor_type
+
+VIEW_PAIRS = TableSchema(
+    kind="view_pairs",
+    version=1,
+    doc="Pairs of views of one scene with known intrinsics and poses.",
+    columns=(
+        Column("id", pa.string(), doc="pair id"),
+        Column("scene", pa.string(), doc="scene or sequence id; a scene never straddles train/eval splits"),
+        Column("src_frame", pa.int64(), required=False, doc="source frame number or timestamp"),
+        Column("tgt_frame", pa.int64(), required=False, doc="target frame number or timestamp"),
+        Column("src_image", pa.binary(), doc="source view, PNG bytes (RGB)"),
+        Column("tgt_image", pa.binary(), doc="target view, PNG bytes (RGB), same size as the source"),
+        Column("width", pa.int64(), doc="image width, pixels"),
+        Column("height", pa.int64(), doc="image height, pixels"),
+        Column("intrinsics", tensor_type((3, 3)), shape=(3, 3), doc="(3, 3) K in pixels, shared by both views"),
+        Column("src_pose", tensor_type((4, 4)), shape=(4, 4), doc="(4, 4) source world-to-camera, OpenCV axes"),
+        Column("tgt_pose", tensor_type((4, 4)), shape=(4, 4), doc="(4, 4) target world-to-camera, OpenCV axes"),
+    ),
+)
+
+IMAGES = TableSchema(
+    kind="images",
+    version=1,
+    doc="Single images with intrinsics: sources for mass view synthesis.",
+    columns=(
+        Column("id", pa.string()),
+        Column("image", pa.binary(), doc="PNG (or JPEG) bytes"),
+        Column("width", pa.int64(), required=False, doc="pixels; read from the image when absent"),
+        Column("height", pa.int64(), required=False),
+        Column("intrinsics", tensor_type((3, 3)), shape=(3, 3), required=False,
+               doc="(3, 3) K in pixels; default: focal = image width, principal point at the centre"),
+        Column("target_poses", pa.list_(tensor_type((4, 4))), shape=(None, 4, 4), required=False,
+               doc="(T, 4, 4) explicit targets: source-camera-to-target-camera transforms, OpenCV axes"),
+    ),
+)
