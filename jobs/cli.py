@@ -3,6 +3,7 @@
     dl3d body make-model --out DIR                        a procedural body model in SMPL's file format
     dl3d data make smpl-params --out URL                  a synthetic dataset of SMPL parameters
     dl3d smpl export --input URL --output URL --model F   posed joints / vertices / meshes for every row
+    dl3d ingest openpose|coco --input DIR --output URL    keypoint JSON from other tools -> keypoints2d dataset
     dl3d inspect URL                                      what a dataset or job output holds
 
 Job options are generated from the config dataclasses (``dl3d.jobs.cli_args``).
@@ -71,6 +72,18 @@ def build_parser() -> argparse.ArgumentParser:
     add_dataclass_arguments(sp, SmplParamsSpec)
     sp.set_defaults(func=_cmd_make_smpl_params)
 
+    ingest = groups.add_parser("ingest", help="convert keypoint files from other tools into datasets").add_subparsers(
+        dest="cmd", required=True)
+    from dl3d.ingest import IngestConfig
+
+    for fmt, what in (("openpose", "OpenPose BODY_25 JSON: a folder of video folders of *_keypoints.json"),
+                      ("coco", "COCO-17 / PoseTrack keypoint JSON (a file or a folder of files)")):
+        ing = ingest.add_parser(fmt, help=what, description=what)
+        ing.add_argument("--input", required=True, help="input folder, file or URL (local or s3://)")
+        ing.add_argument("--output", required=True, help="output keypoints2d dataset URL")
+        add_dataclass_arguments(ing, IngestConfig)
+        ing.set_defaults(func=_cmd_ingest, fmt=fmt)
+
     insp = groups.add_parser("inspect", help="summarise a dataset or job output: metadata, shards, rows, columns, meshes")
     insp.add_argument("url", help="dataset or output URL")
     insp.set_defaults(func=_cmd_inspect)
@@ -103,6 +116,17 @@ def _cmd_make_smpl_params(args: argparse.Namespace) -> int:
 
     meta = write_smpl_params_dataset(args.out, dataclass_from_args(SmplParamsSpec, args))
     print(f"wrote {meta['num_rows']} rows in {meta['num_shards']} shards to {args.out}")
+    return 0
+
+
+def _cmd_ingest(args: argparse.Namespace) -> int:
+    from dl3d.ingest import IngestConfig, ingest_coco, ingest_openpose
+
+    run = ingest_openpose if args.fmt == "openpose" else ingest_coco
+    report = run(args.input, args.output, dataclass_from_args(IngestConfig, args))
+    print(report.summary())
+    for item in report.skipped:
+        print(f"  skipped {item.name}: {item.reason}")
     return 0
 
 

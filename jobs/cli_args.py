@@ -12,7 +12,7 @@ from typing import Any, Literal
 def add_dataclass_arguments(parser: argparse.ArgumentParser, cls: type, skip: tuple[str, ...] = ()) -> None:
     """Add ``--field-name`` options for every init field of dataclass ``cls`` (help from field metadata)."""
     hints = typing.get_type_hints(cls)
-    group = parser.add_argument_group(cls.__name__, (cls.__doc__ or "").strip().splitlines()[0] if cls.__doc__ else None)
+    group = parser.add_argument_group(cls.__name__, (cls.__doc__ or "").strip().splitlines()[0].replace("``", "") if cls.__doc__ else None)
     for f in dataclasses.fields(cls):
         if not f.init or f.name in skip:
             continue

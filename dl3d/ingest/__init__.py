@@ -1,0 +1,17 @@
+"""Keypoint ingest: OpenPose BODY_25 JSON folders and COCO-17 / PoseTrack JSON into ``keypoints2d`` datasets.
+
+``dl3d ingest openpose|coco`` wraps :func:`ingest_openpose` and :func:`ingest_coco`;
+:func:`write_openpose_video` writes OpenPose-format files for synthetic benchmark data.
+"""
+
+from dl3d.ingest.coco import CocoFormatError, ingest_coco
+from dl3d.ingest.config import IngestConfig, IngestReport, SkippedInput
+from dl3d.ingest.openpose import OpenPoseFormatError, ingest_openpose, parse_openpose_frame, write_openpose_video
+from dl3d.ingest.tracking import associate_tracks, track_rows
+from dl3d.ingest.writer import INGEST_ERRORS, VideoKeypoints, keypoints_table, write_keypoint_dataset
+
+__all__ = [
+    "INGEST_ERRORS", "CocoFormatError", "IngestConfig", "IngestReport", "OpenPoseFormatError", "SkippedInput",
+    "VideoKeypoints", "associate_tracks", "ingest_coco", "ingest_openpose", "keypoints_table",
+    "parse_openpose_frame", "track_rows", "write_keypoint_dataset", "write_openpose_video",
+]

@@ -1,0 +1,94 @@
+"""Options and the summary of ``dl3d ingest openpose|coco``."""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+from typing import Any, Literal
+
+from dl3d.config import opt
+
+
+@dataclass
+class IngestConfig:
+    """How keypoint files become a ``keypoints2d`` dataset."""
+
+    videos_per_shard: int = opt(16, "whole videos per Parquet shard (a video never straddles two shards)")
+    rows_per_shard: int | None = opt(None, "also start a new shard before a video that would take a shard past "
+                                           "this many rows (a longer video gets a shard of its own)")
+    image_width: int | None = opt(None, "image width in pixels, used where the input does not say "
+                                        "(OpenPose JSON without images beside it)")
+    image_height: int | None = opt(None, "image height in pixels, used where the input does not say")
+    focal_length: float | None = opt(None, "focal length in pixels for every video; null in the table when unset")
+    track_distance: float = opt(0.5, "largest mean keypoint distance, as a fraction of the person's bounding-box "
+                                     "diagonal, at which a person without an id continues a track")
+    track_max_gap: int = opt(10, "frames a track may go undetected and still be continued")
+    min_confidence: float = opt(0.1, "keypoints below this confidence are ignored when matching people to tracks")
+    min_track_length: int = opt(1, "drop tracks detected in fewer frames than this")
+    video_key: Literal["auto", "vid_id", "folder", "image"] = opt(
+        "auto", "COCO: what makes a video; auto = the images' vid_id, else the folder of file_name, "
+                "else each image alone")
+
+    def __post_init__(self):
+        if self.videos_per_shard < 1:
+            raise ValueError(f"videos_per_shard must be >= 1, got {self.videos_per_shard}")
+        if self.rows_per_shard is not None and self.rows_per_shard < 1:
+            raise ValueError(f"rows_per_shard must be >= 1 or None, got {self.rows_per_shard}")
+        if (self.image_width is None) != (self.image_height is None):
+            raise ValueError(f"give both image_width and image_height or neither, "
+                             f"got {self.image_width} and {self.image_height}")
+        if self.image_width is not None and (self.image_width < 1 or self.image_height < 1):
+            raise ValueError(f"image size must be positive, got {self.image_width}x{self.image_height}")
+        if self.focal_length is not None and not self.focal_length > 0:
+            raise ValueError(f"focal_length must be > 0 pixels or None, got {self.focal_length}")
+        if not self.track_distance >= 0:
+            raise ValueError(f"track_distance must be >= 0, got {self.track_distance}")
+        if self.track_max_gap < 0:
+            raise ValueError(f"track_max_gap must be >= 0, got {self.track_max_gap}")
+        if not 0 <= self.min_confidence <= 1:
+            raise ValueError(f"min_confidence must be in [0, 1], got {self.min_confidence}")
+        if self.min_track_length < 1:
+            raise ValueError(f"min_track_length must be >= 1, got {self.min_track_length}")
+        if self.video_key not in ("auto", "vid_id", "folder", "image"):
+            raise ValueError(f"video_key must be one of auto, vid_id, folder, image; got {self.video_key!r}")
+
+    @property
+    def image_size(self) -> tuple[int, int] | None:
+        """(width, height) in pixels, or None."""
+        return None if self.image_width is None else (self.image_width, self.image_height)
+
+
+@dataclass
+class SkippedInput:
+    """An input file (or one record in it) that could not be used, and why."""
+
+    name: str
+    """File path, or ``path#annotation-id`` for one COCO annotation."""
+    reason: str
+
+
+@dataclass
+class IngestReport:
+    """What an ingest read and wrote."""
+
+    output_url: str
+    videos: int = 0
+    """Videos written."""
+    frames: int = 0
+    """Input frames read successfully."""
+    rows: int = 0
+    """Rows written (one per video, track and frame)."""
+    shards: int = 0
+    tracks: int = 0
+    """Person tracks written, over all videos."""
+    skipped: list[SkippedInput] = field(default_factory=list)
+
+    def to_json(self) -> dict[str, Any]:
+        return asdict(self)
+
+    def summary(self) -> str:
+        """One line for the command line."""
+        line = (f"{self.videos} videos, {self.frames} frames, {self.tracks} tracks -> {self.rows} rows "
+                f"in {self.shards} shards at {self.output_url}")
+        if self.skipped:
+            line += f"; {len(self.skipped)} inputs skipped (see _ingest_errors.json)"
+        return line
