@@ -194,25 +194,41 @@ def _auto_workers(num_gpus: float, num_cpus: float) -> int:
 
 def _dispatch(todo: list[Shard], actors: list, out: JobOutput, output_url: str, run_id: str, max_attempts: int,
               outcomes: dict[int, ShardOutcome], bar: tqdm, started: float) -> None:
+    """Keep every live worker busy until each shard is committed or has failed ``max_attempts`` times.
+
+    A worker whose process died is restarted by Ray (``max_restarts``); it gets no shard until a
+    ping with unlimited retries comes back, so a retry never lands on a worker that is still down.
+    """
     queue: deque[tuple[Shard, int]] = deque((s, 1) for s in todo)
     idle = deque(actors)
     inflight: dict[ray.ObjectRef, tuple[Shard, int, Any]] = {}
+    recovering: dict[ray.ObjectRef, Any] = {}
     rows = 0
-    while queue or inflight:
+    while inflight or (queue and (idle or recovering)):
         while queue and idle:
             shard, attempt = queue.popleft()
             actor = idle.popleft()
             inflight[actor.process.remote(ShardTask(shard, output_url, attempt, run_id))] = (shard, attempt, actor)
-        [ref], _ = ray.wait(list(inflight), num_returns=1)
+        [ref], _ = ray.wait(list(inflight) + list(recovering), num_returns=1)
+        if ref in recovering:
+            actor = recovering.pop(ref)
+            try:
+                ray.get(ref)
+                idle.append(actor)
+            except ray.exceptions.RayError as exc:  # gone for good (e.g. its node left and no other fits it)
+                bar.write(f"a worker could not be restarted and is dropped: {_last_line(str(exc))}")
+            continue
         shard, attempt, actor = inflight.pop(ref)
-        idle.append(actor)  # a restarted worker goes to the back: a retry lands on another live worker first
         try:
             result: ShardResult = ray.get(ref)
         except ray.exceptions.RayActorError as exc:
+            recovering[actor.info.options(max_task_retries=-1).remote()] = actor
             error = f"worker died while processing the shard (attempt {attempt}): {exc}"
         except ray.exceptions.RayTaskError as exc:
+            idle.append(actor)
             error = f"attempt {attempt}: {exc}"
         else:
+            idle.append(actor)
             if result.status == "ok":
                 outcomes[shard.index] = ShardOutcome(shard.index, "ok", result.rows, result.seconds, attempt,
                                                      worker=result.worker)
@@ -228,6 +244,8 @@ def _dispatch(todo: list[Shard], actors: list, out: JobOutput, output_url: str, 
         else:
             _fail(out, shard, "failed", attempt, error, outcomes, {})
             bar.update(1)
+    for shard, attempt in queue:  # every worker is gone
+        _fail(out, shard, "failed", attempt - 1, "no live worker left to run the shard", outcomes, {})
 
 
 def _fail(out: JobOutput, shard: Shard, status: str, attempts: int, error: str | None,
