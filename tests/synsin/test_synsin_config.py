@@ -1,0 +1,96 @@
+"""SynSinConfig validation, presets (paper values) and the network layouts they give."""
+
+from __future__ import annotations
+
+import argparse
+import warnings
+
+import pytest
+import torch
+
+from dl3d.synsin import SYNSIN_PRESETS, SynSinConfig, build_synsin
+from dl3d.synsin.depth_net import DepthUNet, sigmoid_to_depth
+from dl3d.synsin.feature_net import feature_net_widths
+from dl3d.synsin.refinement_net import refinement_plan
+
+
+def test_paper_preset_holds_the_official_values():
+    cfg = SYNSIN_PRESETS["paper256"]
+    assert (cfg.image_height, cfg.image_width) == (256, 256)
+    assert cfg.radius == pytest.approx(4 * 2 / 256)  # --radius 4 (pixels) at 256 px
+    assert cfg.points_per_pixel == 128 and cfg.accumulation == "alphacomposite" and cfg.gamma == 1.0
+    assert (cfg.min_depth, cfg.max_depth) == (0.5, 10.0)
+    assert (cfg.l1_weight, cfg.perceptual_weight, cfg.gan_weight, cfg.feature_matching_weight) == (1, 10, 1, 10)
+    assert cfg.gan_mode == "hinge" and (cfg.disc_scales, cfg.disc_layers, cfg.disc_width) == (2, 4, 64)
+    assert (cfg.lr_generator, cfg.lr_discriminator, cfg.adam_beta1, cfg.adam_beta2) == (5e-4, 2e-3, 0.0, 0.9)
+    assert cfg.perceptual_weights is None and not cfg.perceptual_enabled
+    assert (SYNSIN_PRESETS["realestate256"].min_depth, SYNSIN_PRESETS["realestate256"].max_depth) == (1.0, 100.0)
+
+
+def test_paper_layouts_match_the_official_networks():
+    # resnet_256W8UpDown64: encoder [3, 32, 32, 32, 64, 64, 64, 64, 64]; decoder 64 -> 64 -> 128 (down)
+    # -> 256 (down) -> 256 -> 128 (up) -> 128 (up) -> 128 -> 3.
+    assert feature_net_widths(feature_width=64, feature_dim=64, blocks=8) == [3, 32, 32, 32, 64, 64, 64, 64, 64]
+    assert refinement_plan(in_channels=64, width=64, downsamples=2, mid_blocks=1) == [
+        (64, 64, "none"), (64, 128, "down"), (128, 256, "down"), (256, 256, "none"),
+        (256, 128, "up"), (128, 128, "up"), (128, 128, "none"), (128, 3, "none")]
+    # U-Net: 8 levels, 32 filters: 256 px down to 1x1, widths 32, 64, 128, 256, 256, ...
+    unet = DepthUNet(filters=32, levels=8)
+    assert [c.weight.shape[0] for c in unet.down] == [32, 64, 128, 256, 256, 256, 256, 256]
+    assert unet(torch.rand(2, 3, 256, 256)).shape == (2, 1, 256, 256)  # BN needs N > 1 at 2x2
+
+
+def test_depth_mappings():
+    s = torch.tensor([0.0, 0.5, 1.0])
+    torch.testing.assert_close(sigmoid_to_depth(s, min_depth=0.5, max_depth=10.0), torch.tensor([0.5, 5.25, 10.0]))
+    # inverse with min = 1/10.01, max = 100 is the official 1 / (10 s + 0.01)
+    torch.testing.assert_close(sigmoid_to_depth(s, min_depth=1 / 10.01, max_depth=100.0, mapping="inverse"),
+                               1.0 / (10 * s + 0.01))
+
+
+def test_every_preset_builds_and_cpu_small_runs():
+    for name, cfg in SYNSIN_PRESETS.items():
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            models = build_synsin(cfg, load_perceptual=False)
+        assert models["config"] is cfg, name
+    cfg = SYNSIN_PRESETS["cpu-small"]
+    g = build_synsin(cfg, load_perceptual=False)["generator"]
+    n_params = sum(p.numel() for p in g.parameters())
+    assert n_params < 1_000_000  # measured 423,143
+
+
+@pytest.mark.parametrize("changes,message", [
+    ({"image_height": 100}, r"image size 100x256 must be divisible by 2\*\*depth_levels = 256"),
+    ({"feature_dim": 0}, r"feature_dim must be an integer >= 1, got 0"),
+    ({"depth_levels": 2.5}, r"depth_levels must be an integer >= 1, got 2.5"),
+    ({"min_depth": 5.0, "max_depth": 1.0}, r"need 0 < min_depth < max_depth \(metres\), got min_depth=5.0"),
+    ({"min_depth": 0.0}, r"need 0 < min_depth < max_depth"),
+    ({"depth_mapping": "log"}, r"depth_mapping must be one of linear, inverse; got 'log'"),
+    ({"radius": 0.0}, r"radius must be in \(0, 2\] NDC units \(pixels \* 2 / min\(H, W\)\), got 0.0"),
+    ({"points_per_pixel": 200}, r"points_per_pixel must be <= 150 \(pytorch3d's rasterizer limit\), got 200"),
+    ({"accumulation": "max"}, r"accumulation must be one of alphacomposite, wsum, wsumnorm; got 'max'"),
+    ({"gamma": -1.0}, r"gamma must be > 0, got -1.0"),
+    ({"gan_mode": "wgan"}, r"gan_mode must be one of hinge, ls, original; got 'wgan'"),
+    ({"perceptual_weight": -1.0}, r"perceptual_weight must be >= 0, got -1.0"),
+    ({"lr_generator": 0.0}, r"lr_generator must be > 0, got 0.0"),
+    ({"adam_beta2": 1.0}, r"adam_beta2 must be in \[0, 1\), got 1.0"),
+    ({"refine_downsamples": -1}, r"refine_downsamples must be an integer >= 0, got -1"),
+    ({"perceptual_weights": "  "}, r"perceptual_weights must be a file path or None, got an empty string"),
+])
+def test_config_validation_messages(changes, message):
+    with pytest.raises(ValueError, match=message):
+        SynSinConfig(**changes)
+
+
+def test_config_fields_generate_cli_options():
+    from dl3d.jobs.cli_args import add_dataclass_arguments, dataclass_from_args
+
+    parser = argparse.ArgumentParser()
+    add_dataclass_arguments(parser, SynSinConfig)
+    ns = parser.parse_args(["--radius", "0.1", "--no-spectral-norm", "--perceptual-weights", "/w/vgg19.pth",
+                            "--accumulation", "wsumnorm"])
+    cfg = dataclass_from_args(SynSinConfig, ns)
+    assert cfg == SynSinConfig(radius=0.1, spectral_norm=False, perceptual_weights="/w/vgg19.pth",
+                               accumulation="wsumnorm")
+    assert cfg.perceptual_enabled
