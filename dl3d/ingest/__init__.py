@@ -1,4 +1,4 @@
-"""Keypoint ingest: OpenPose BODY_25 JSON folders and COCO-17 / PoseTrack JSON into ``keypoints2d`` datasets.
+"""Ingest: OpenPose BODY_25 and COCO-17 / PoseTrack JSON into ``keypoints2d``; RealEstate10K into ``view_pairs``.
 
 ``dl3d ingest openpose|coco`` wraps :func:`ingest_openpose` and :func:`ingest_coco`;
 :func:`write_openpose_video` writes OpenPose-format files for synthetic benchmark data.
@@ -6,12 +6,14 @@
 
 from dl3d.ingest.coco import CocoFormatError, ingest_coco
 from dl3d.ingest.config import IngestConfig, IngestReport, SkippedInput
+from dl3d.ingest.realestate10k import IngestRealEstateConfig, RealEstateIngestReport, ingest_realestate10k
 from dl3d.ingest.openpose import OpenPoseFormatError, ingest_openpose, parse_openpose_frame, write_openpose_video
 from dl3d.ingest.tracking import associate_tracks, track_rows
 from dl3d.ingest.writer import INGEST_ERRORS, VideoKeypoints, keypoints_table, write_keypoint_dataset
 
 __all__ = [
-    "INGEST_ERRORS", "CocoFormatError", "IngestConfig", "IngestReport", "OpenPoseFormatError", "SkippedInput",
+    "INGEST_ERRORS", "CocoFormatError", "IngestConfig", "IngestRealEstateConfig", "IngestReport", "OpenPoseFormatError",
+    "RealEstateIngestReport", "SkippedInput", "ingest_realestate10k",
     "VideoKeypoints", "associate_tracks", "ingest_coco", "ingest_openpose", "keypoints_table",
     "parse_openpose_frame", "track_rows", "write_keypoint_dataset", "write_openpose_video",
 ]
