@@ -119,3 +119,29 @@ def passthrough_columns(table: pa.Table) -> dict[str, pa.ChunkedArray]:
         if name in table.column_names:
             out[name] = table.column(name).cast(SMPL_EXPORT.by_name[name].type)
     return out
+
+
+SMPL_FIT = TableSchema(
+    kind="smpl_fit",
+    version=1,
+    doc="SMPLify fits: SMPL parameters per keypoint row, in the camera frame, with fit diagnostics. "
+        "Readable as smpl_params (dl3d smpl export takes it as input).",
+    columns=(
+        Column("id", pa.string(), doc="the keypoint row's id"),
+        Column("video", pa.string()),
+        Column("track", pa.int64()),
+        Column("frame", pa.int64()),
+        Column("betas", pa.list_(pa.float32()), shape=(None,), doc="(B,) shape, equal within a track when shared"),
+        Column("global_orient", tensor_type((3,)), shape=(3,), doc="root rotation, axis-angle, camera frame (OpenCV)"),
+        Column("body_pose", tensor_type((69,)), shape=(69,), doc="axis-angle, radians"),
+        Column("transl", tensor_type((3,)), shape=(3,), doc="metres, camera frame"),
+        Column("joints", tensor_type((24, 3)), shape=(24, 3), doc="(24, 3) fitted SMPL joints, camera frame, metres"),
+        Column("focal_length", pa.float64(), doc="pixels, as used by the fit"),
+        Column("principal_point", tensor_type((2,), pa.float64()), shape=(2,), doc="pixels, as used by the fit"),
+        Column("reprojection_error_px", pa.float32(), doc="mean pixel distance over confident keypoints; NaN without any"),
+        Column("loss", pa.float32(), doc="final objective of the row"),
+        Column("status", pa.string(), doc="'ok' or why the row could not be fitted (e.g. 'no_keypoints', 'nan_keypoints')"),
+        Column("flipped", pa.bool_(), doc="the flip check turned the body 180 degrees"),
+        Column("mesh_path", pa.string(), required=False, doc="mesh file relative to the output prefix"),
+    ),
+)

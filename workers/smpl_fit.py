@@ -1,0 +1,204 @@
+"""``dl3d smpl fit``: SMPLify over a keypoints2d dataset — SMPL parameters, errors and meshes per row."""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass
+from typing import Literal
+
+import numpy as np
+import pyarrow as pa
+import torch
+
+from dl3d.config import opt
+from dl3d.data import DataError, JobOutput, arrow_to_tensor, read_table, tensor_to_arrow
+from dl3d.data.keypoint_tables import KEYPOINTS2D, NUM_KEYPOINTS
+from dl3d.data.smpl_tables import SMPL_FIT
+from dl3d.mesh import encode_mesh
+from dl3d.workers.base import ShardTask, ShardWorker
+from dl3d.workers.smpl_export import smpl_forward
+
+
+@dataclass
+class SmplFitConfig:
+    """Options of the SMPLify fit job."""
+
+    model: str = opt(help="path of an SMPL-format body model file (.pkl/.npz): SMPL_NEUTRAL.pkl or `dl3d body make-model`")
+    preset: Literal["default", "fast", "per-frame"] = opt(
+        "default", "SMPLify preset: default (accuracy), fast (throughput), per-frame (no temporal term, no shared shape)")
+    gmm: str = opt("", "SMPLify pose prior file (gmm_08.pkl); empty = built-in fallback, which is NOT the CMU prior")
+    temporal_weight: float | None = opt(None, "override the preset's temporal smoothness weight (0 = per-frame fits)")
+    focal_length: float | None = opt(None, "focal length in pixels where the dataset has none "
+                                           "(default: the image diagonal, about a 53 degree field of view)")
+    image_width: int | None = opt(None, "image width in pixels where the dataset has none")
+    image_height: int | None = opt(None, "image height in pixels where the dataset has none")
+    meshes: Literal["none", "ply", "obj"] = opt("none", "write one mesh per fitted row under meshes/")
+    max_rows: int = opt(20000, "fit at most this many rows at once (whole tracks are kept together)")
+
+    def __post_init__(self):
+        if not self.model:
+            raise ValueError("model: give the path of an SMPL-format body model file (.pkl/.npz)")
+        if self.focal_length is not None and self.focal_length <= 0:
+            raise ValueError(f"focal_length must be > 0, got {self.focal_length}")
+        if self.max_rows < 1:
+            raise ValueError(f"max_rows must be >= 1, got {self.max_rows}")
+
+    def smplify(self):
+        from dl3d.fitting.smplify import SMPLIFY_PRESETS
+
+        cfg = dataclasses.replace(SMPLIFY_PRESETS[self.preset], gmm_path=self.gmm)
+        if self.temporal_weight is not None:
+            cfg = dataclasses.replace(cfg, temporal_weight=self.temporal_weight)
+        return cfg
+
+
+FIT_FIELDS = ("betas", "global_orient", "body_pose", "transl", "joints3d", "reprojection_error_px", "loss", "status",
+              "flipped")
+
+
+class SmplFitWorker(ShardWorker):
+    """Fits SMPL to every row of a ``keypoints2d`` shard, all tracks of the shard in one batch."""
+
+    config_cls = SmplFitConfig
+    job_kind = "smpl_fit"
+
+    @classmethod
+    def preflight(cls, config: SmplFitConfig) -> None:
+        from dl3d.body import read_body_model_arrays
+        from dl3d.fitting.priors import load_gmm_prior
+
+        read_body_model_arrays(config.model)
+        if config.gmm:
+            load_gmm_prior(config.gmm)
+
+    def setup(self) -> None:
+        from dl3d.body import read_body_model_arrays
+        from dl3d.body.joints_kernel import build_points_kernel
+        from dl3d.fitting.priors import builtin_pose_prior, load_gmm_prior
+
+        arrays = read_body_model_arrays(self.config.model)
+        self.kernel = build_points_kernel(arrays).to(self.device)
+        self.prior = (load_gmm_prior(self.config.gmm) if self.config.gmm else builtin_pose_prior()).to(self.device)
+        self.smplify = self.config.smplify()
+        self.mesh_model = None
+        if self.config.meshes != "none":
+            from dl3d.body import load_body_model
+
+            self.mesh_model = load_body_model(self.config.model, device=self.device)
+            self.faces = torch.as_tensor(self.mesh_model.faces.astype(np.int64))
+
+    def run_shard(self, task: ShardTask, out: JobOutput) -> int:
+        from dl3d.fitting.smplify import fit_smplify
+
+        src = task.shard.url
+        table = read_table(src, KEYPOINTS2D)
+        n = table.num_rows
+        fmt = _single_format(table, src)
+        keypoints = arrow_to_tensor(table.column("keypoints"), (NUM_KEYPOINTS[fmt], 3), name="keypoints", source=src)
+        videos = table.column("video").to_pylist()
+        tracks = np.asarray(table.column("track").to_pylist(), dtype=np.int64)
+        frames = np.asarray(table.column("frame").to_pylist(), dtype=np.int64)
+        focal, pp = self._camera(table, src)
+        # One id per (video, track), so tracks of different videos never share an index.
+        _, track_index = np.unique(np.array([f"{v}\x00{t}" for v, t in zip(videos, tracks)], dtype=object),
+                                   return_inverse=True)
+        track_index = track_index.astype(np.int64)
+        fit = _empty_fit(self.kernel.num_betas) if n == 0 else {}
+        for rows in _batches(track_index, self.config.max_rows):
+            result = fit_smplify(self.kernel, keypoints[rows], fmt, track_index[rows], frames[rows], focal[rows],
+                                 pp[rows], self.smplify, prior=self.prior)
+            for key in FIT_FIELDS:
+                value = getattr(result, key)
+                fit.setdefault(key, np.empty((n,) + value.shape[1:], value.dtype))[rows] = value
+        columns: dict[str, pa.Array] = {
+            "id": table.column("id").cast(pa.string()),
+            "video": table.column("video").cast(pa.string()),
+            "track": table.column("track").cast(pa.int64()),
+            "frame": table.column("frame").cast(pa.int64()),
+            "betas": pa.ListArray.from_arrays(
+                pa.array(np.arange(0, fit["betas"].size + 1, fit["betas"].shape[1], dtype=np.int32)),
+                pa.array(fit["betas"].reshape(-1).astype(np.float32))),
+            "global_orient": tensor_to_arrow(fit["global_orient"]),
+            "body_pose": tensor_to_arrow(fit["body_pose"]),
+            "transl": tensor_to_arrow(fit["transl"]),
+            "joints": tensor_to_arrow(fit["joints3d"]),
+            "focal_length": pa.array(focal.astype(np.float64)),
+            "principal_point": tensor_to_arrow(pp.astype(np.float64), pa.float64()),
+            "reprojection_error_px": pa.array(fit["reprojection_error_px"].astype(np.float32)),
+            "loss": pa.array(fit["loss"].astype(np.float32)),
+            "status": pa.array([str(s) for s in fit["status"]], pa.string()),
+            "flipped": pa.array(fit["flipped"].astype(bool)),
+        }
+        if self.mesh_model is not None:
+            columns["mesh_path"] = pa.array(self._write_meshes(task, out, fit), pa.string())
+        out.write_part(task.shard.index, pa.table(columns, schema=SMPL_FIT.arrow_schema(list(columns))))
+        return n
+
+    def _camera(self, table: pa.Table, src: str) -> tuple[np.ndarray, np.ndarray]:
+        """Per-row focal length (N,) and principal point (N, 2), pixels: the dataset's, else the options'."""
+        n = table.num_rows
+        cfg = self.config
+        width = _column_or(table, "image_width", cfg.image_width, n)
+        height = _column_or(table, "image_height", cfg.image_height, n)
+        unknown = np.isnan(width) | np.isnan(height)
+        if unknown.any():
+            i = int(np.flatnonzero(unknown)[0])
+            raise DataError(src, f"row {i} (id {table.column('id')[i].as_py()!r}) has no image size; pass "
+                                 "--image-width/--image-height to the fit (or to `dl3d ingest`)")
+        focal = _column_or(table, "focal_length", cfg.focal_length, n)
+        focal = np.where(np.isnan(focal), np.sqrt(width ** 2 + height ** 2), focal)
+        return focal.astype(np.float32), np.stack([width / 2, height / 2], 1).astype(np.float32)
+
+    def _write_meshes(self, task: ShardTask, out: JobOutput, fit: dict) -> list[str | None]:
+        _, verts = smpl_forward(self.mesh_model, fit["betas"].astype(np.float32), fit["global_orient"],
+                                fit["body_pose"], fit["transl"], batch_size=1024, vertices=True)
+        paths: list[str | None] = []
+        for i, status in enumerate(fit["status"]):
+            if status != "ok":
+                paths.append(None)
+                continue
+            rel = out.mesh_relpath(task.shard.index, i, self.config.meshes)
+            out.write_file(rel, encode_mesh(torch.from_numpy(verts[i]), self.faces, self.config.meshes))
+            paths.append(rel)
+        return paths
+
+
+def _single_format(table: pa.Table, src: str) -> str:
+    formats = set(table.column("keypoint_format").to_pylist()) if table.num_rows else {"body25"}
+    if len(formats) != 1 or next(iter(formats)) not in NUM_KEYPOINTS:
+        raise DataError(src, f"column 'keypoint_format': expected one of {sorted(NUM_KEYPOINTS)} for the whole shard, "
+                             f"found {sorted(map(str, formats))}")
+    return formats.pop()
+
+
+def _column_or(table: pa.Table, name: str, default: float | None, n: int) -> np.ndarray:
+    """(N,) float64 values of an optional numeric column, nulls (or a missing column) filled with ``default``."""
+    fill = np.nan if default is None else float(default)
+    if name not in table.column_names:
+        return np.full(n, fill)
+    values = table.column(name).to_pylist()
+    return np.array([fill if v is None else float(v) for v in values], dtype=np.float64)
+
+
+def _batches(track_index: np.ndarray, max_rows: int):
+    """Row indices in groups of whole tracks with at most ``max_rows`` rows (a longer track is its own group)."""
+    groups: list[np.ndarray] = []
+    current: list[np.ndarray] = []
+    size = 0
+    for t in np.unique(track_index):
+        rows = np.flatnonzero(track_index == t)
+        if current and size + len(rows) > max_rows:
+            groups.append(np.concatenate(current))
+            current, size = [], 0
+        current.append(rows)
+        size += len(rows)
+    if current:
+        groups.append(np.concatenate(current))
+    return groups
+
+
+def _empty_fit(num_betas: int) -> dict[str, np.ndarray]:
+    z = lambda *s: np.zeros(s, np.float32)  # noqa: E731
+    return {"betas": z(0, num_betas), "global_orient": z(0, 3), "body_pose": z(0, 69), "transl": z(0, 3),
+            "joints3d": z(0, 24, 3), "reprojection_error_px": z(0), "loss": z(0), "status": np.array([], object),
+            "flipped": np.zeros(0, bool)}
