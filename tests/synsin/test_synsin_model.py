@@ -23,7 +23,7 @@ from dl3d.synsin import (
 )
 from dl3d.synsin.losses import feature_matching_loss, gan_loss, l1_loss, perceptual_loss
 
-CFG = SYNSIN_PRESETS["cpu-small"]
+CFG = SYNSIN_PRESETS["cpu-small-gan"]
 S = 32
 
 

@@ -1,0 +1,175 @@
+"""``dl3d synsin render``: novel views of every source image along a trajectory, from a SynSin checkpoint."""
+
+from __future__ import annotations
+
+import io
+from dataclasses import dataclass
+from typing import Literal
+
+import numpy as np
+import pyarrow as pa
+import torch
+
+from dl3d.config import opt
+from dl3d.data import DataError, JobOutput, arrow_to_tensor, read_table
+from dl3d.data import fs as fsx
+from dl3d.data.view_tables import IMAGES
+from dl3d.workers.base import ShardTask, ShardWorker
+
+RENDER_INDEX = pa.schema([
+    pa.field("id", pa.string()), pa.field("source_id", pa.string()), pa.field("view", pa.int64()),
+    pa.field("pose", pa.list_(pa.list_(pa.float32(), 4), 4)), pa.field("image_path", pa.string()),
+    pa.field("status", pa.string()), pa.field("error", pa.string()),
+])
+"""One row per requested view: ``{source_id}/{view:03d}``, the source-to-target pose, the PNG path
+relative to the output prefix (null when the source could not be rendered), status and error."""
+
+
+@dataclass
+class SynSinRenderConfig:
+    """Options of the SynSin mass view synthesis job."""
+
+    checkpoint: str = opt(help="SynSin checkpoint: a checkpoint folder of `dl3d train synsin` or a .pt file (any URL)")
+    trajectory: Literal["orbit", "dolly", "pan", "explicit"] = opt(
+        "orbit", "camera path per source image; explicit = the input's target_poses column")
+    steps: int = opt(9, "views per source image along the trajectory")
+    magnitude: float = opt(0.3, "trajectory extent: radians for orbit, metres for dolly and pan")
+    pivot_depth: float = opt(2.0, "orbit: distance of the point the camera circles, metres")
+    gif: bool = opt(False, "also write an animated GIF per source image under gifs/")
+    batch_size: int = opt(8, "source images per forward pass")
+
+    def __post_init__(self):
+        if not self.checkpoint:
+            raise ValueError("checkpoint: give the path or URL of a SynSin checkpoint (.pt)")
+        if self.steps < 1 or self.batch_size < 1:
+            raise ValueError(f"steps and batch_size must be >= 1, got {self.steps}, {self.batch_size}")
+
+
+def load_render_checkpoint(url: str) -> dict:
+    """A SynSin checkpoint dict from a training checkpoint folder (``state.pt`` + ``train.json``, as
+    ``dl3d train synsin`` writes) or a SynSin ``.pt`` file, at any fsspec URL."""
+    fs, path = fsx.resolve(url)
+    if fsx.exists(fs, fsx.join(path, "state.pt")):
+        from dl3d.synsin.family import synsin_checkpoint_from_training
+        from dl3d.train.checkpoint import read_checkpoint
+
+        return synsin_checkpoint_from_training(read_checkpoint(url))
+    if not fsx.exists(fs, path) or fs.isdir(path):
+        raise FileNotFoundError(f"SynSin checkpoint not found: {url} (expected a training checkpoint folder "
+                                f"holding state.pt, or a .pt file)")
+    return torch.load(io.BytesIO(fsx.get_bytes(fs, path)), map_location="cpu", weights_only=True)
+
+
+class SynSinRenderWorker(ShardWorker):
+    """Renders every requested view of every image of an ``images`` shard."""
+
+    config_cls = SynSinRenderConfig
+    job_kind = "synsin_render"
+
+    @classmethod
+    def preflight(cls, config: SynSinRenderConfig) -> None:
+        from dl3d.synsin import load_synsin_checkpoint
+
+        load_synsin_checkpoint(load_render_checkpoint(config.checkpoint), with_discriminator=False)
+
+    def setup(self) -> None:
+        from dl3d.synsin import load_synsin_checkpoint
+        from dl3d.synsin.trajectory import trajectory
+
+        models = load_synsin_checkpoint(load_render_checkpoint(self.config.checkpoint), device=self.device,
+                                        with_discriminator=False)
+        self.model = models["generator"].eval()
+        self.cfg = models["config"]
+        c = self.config
+        self.poses = None if c.trajectory == "explicit" else trajectory(c.trajectory, c.steps, c.magnitude, c.pivot_depth)
+
+    def run_shard(self, task: ShardTask, out: JobOutput) -> int:
+        from dl3d.data.images import decode_image, resize_image
+
+        src = task.shard.url
+        table = read_table(src, IMAGES)
+        if self.poses is None and "target_poses" not in table.column_names:
+            raise DataError(src, "trajectory 'explicit' needs a 'target_poses' column of (T, 4, 4) poses per row")
+        h, w = self.cfg.image_height, self.cfg.image_width
+        rows: dict[str, list] = {k: [] for k in RENDER_INDEX.names}
+        batch: list[tuple[int, str, torch.Tensor, torch.Tensor, torch.Tensor]] = []
+        ids = [str(i) for i in table.column("id").to_pylist()]
+        for i, source_id in enumerate(ids):
+            poses = self._poses(table, i, src)
+            where = f"{src} row {i} (id {source_id!r})"
+            try:
+                data = table.column("image")[i].as_py()
+                if not data:
+                    raise DataError(where, "no image bytes")
+                img = decode_image(data, where)
+            except DataError as exc:
+                self._add_rows(rows, source_id, poses, None, "bad_image", str(exc))
+                continue
+            K = self._intrinsics(table, i, img.shape[1], img.shape[0], src)
+            K_model = K.clone()
+            K_model[0] *= w / img.shape[1]
+            K_model[1] *= h / img.shape[0]
+            x = torch.from_numpy(np.array(resize_image(img, (w, h)) if img.shape[:2] != (h, w) else img))
+            batch.append((i, source_id, x.permute(2, 0, 1).float() / 255, K_model, poses))
+            if len(batch) == self.config.batch_size:
+                self._render(batch, rows, task, out)
+                batch = []
+        if batch:
+            self._render(batch, rows, task, out)
+        out.write_part(task.shard.index, pa.table(rows, schema=RENDER_INDEX))
+        return len(rows["id"])
+
+    def _render(self, batch, rows, task: ShardTask, out: JobOutput) -> None:
+        from dl3d.data.images import encode_png
+
+        with torch.inference_mode():
+            groups: dict[int, list] = {}
+            for item in batch:  # explicit trajectories may differ in length: group by T
+                groups.setdefault(item[4].shape[0], []).append(item)
+            for items in groups.values():
+                imgs = torch.stack([it[2] for it in items]).to(self.device)
+                Ks = torch.stack([it[3] for it in items]).to(self.device)
+                poses = torch.stack([it[4] for it in items]).to(self.device)
+                views = self.model.synthesize(imgs, Ks, poses).clamp(0, 1).cpu()
+                for (row, source_id, _, _, pose), frames in zip(items, views):
+                    paths = []
+                    for t, frame in enumerate(frames):
+                        rel = f"views/part-{task.shard.index:05d}/{row:06d}_{t:03d}.png"
+                        out.write_file(rel, encode_png(frame.permute(1, 2, 0).numpy()))
+                        paths.append(rel)
+                    if self.config.gif:
+                        out.write_file(f"gifs/part-{task.shard.index:05d}/{row:06d}.gif", _gif(frames))
+                    self._add_rows(rows, source_id, pose, paths, "ok", None)
+
+    def _poses(self, table: pa.Table, i: int, src: str) -> torch.Tensor:
+        if self.poses is not None:
+            return self.poses
+        poses = arrow_to_tensor(table.column("target_poses").slice(i, 1), (None, 4, 4), name="target_poses", source=src)
+        return torch.from_numpy(poses[0])
+
+    @staticmethod
+    def _intrinsics(table: pa.Table, i: int, width: int, height: int, src: str) -> torch.Tensor:
+        if "intrinsics" in table.column_names and table.column("intrinsics")[i].is_valid:
+            K = arrow_to_tensor(table.column("intrinsics").slice(i, 1), (3, 3), name="intrinsics", source=src)[0]
+            return torch.from_numpy(K.copy())
+        return torch.tensor([[float(width), 0, width / 2], [0, float(width), height / 2], [0, 0, 1]])
+
+    @staticmethod
+    def _add_rows(rows, source_id: str, poses: torch.Tensor, paths, status: str, error: str | None) -> None:
+        for t in range(poses.shape[0]):
+            rows["id"].append(f"{source_id}/{t:03d}")
+            rows["source_id"].append(source_id)
+            rows["view"].append(t)
+            rows["pose"].append(poses[t].tolist())
+            rows["image_path"].append(paths[t] if paths else None)
+            rows["status"].append(status)
+            rows["error"].append(error)
+
+
+def _gif(frames: torch.Tensor) -> bytes:
+    from PIL import Image
+
+    images = [Image.fromarray((f.permute(1, 2, 0).numpy() * 255).round().astype(np.uint8)) for f in frames]
+    buf = io.BytesIO()
+    images[0].save(buf, format="GIF", save_all=True, append_images=images[1:] + images[-2:0:-1], duration=80, loop=0)
+    return buf.getvalue()
