@@ -17,12 +17,18 @@ $(STAMP): pyproject.toml
 	$(BIN)/python -m pip install --quiet -e '.[test]'
 	touch $(STAMP)
 
+# The main job on the embedded default (local Ray, local files, generated assets): synthetic walking
+# videos in OpenPose JSON -> ingest -> SMPLify fit with meshes -> accuracy against the ground truth.
 demo: setup
 	$(BIN)/dl3d body make-model --out $(DEMO)/body-model
-	$(BIN)/dl3d data make smpl-params --out $(DEMO)/smpl-params --videos 8 --frames 60 --shards 4
-	$(BIN)/dl3d smpl export --input $(DEMO)/smpl-params --output $(DEMO)/smpl-export \
+	$(BIN)/dl3d data make smpl-video --out $(DEMO)/videos --model $(DEMO)/body-model/smpl_procedural.pkl \
+		--videos 8 --frames 60
+	$(BIN)/dl3d ingest openpose --input $(DEMO)/videos/openpose --output $(DEMO)/keypoints \
+		--image-width 1280 --image-height 720 --focal-length 1000 --videos-per-shard 2
+	$(BIN)/dl3d smpl fit --input $(DEMO)/keypoints --output $(DEMO)/fit \
 		--model $(DEMO)/body-model/smpl_procedural.pkl --meshes ply --workers 2
-	$(BIN)/dl3d inspect $(DEMO)/smpl-export
+	$(BIN)/dl3d smpl evaluate --fit $(DEMO)/fit --truth $(DEMO)/videos/truth
+	$(BIN)/dl3d inspect $(DEMO)/fit
 
 test: setup
 	$(BIN)/python -m pytest
@@ -32,6 +38,7 @@ test-fast: setup
 
 bench: setup
 	$(BIN)/python bench/export_throughput.py
+	$(BIN)/python bench/smplify_throughput.py
 
 clean:
 	rm -rf $(DEMO) .pytest_cache

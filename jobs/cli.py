@@ -4,6 +4,7 @@
     dl3d data make smpl-params --out URL                  a synthetic dataset of SMPL parameters
     dl3d smpl export --input URL --output URL --model F   posed joints / vertices / meshes for every row
     dl3d ingest openpose|coco --input DIR --output URL    keypoint JSON from other tools -> keypoints2d dataset
+    dl3d train MODEL --data URL --storage URL             distributed training on Ray Train (re-running resumes)
     dl3d inspect URL                                      what a dataset or job output holds
 
 Job options are generated from the config dataclasses (``dl3d.jobs.cli_args``).
@@ -47,6 +48,22 @@ def register(job: BatchJob) -> None:
     JOBS[key] = job
 
 
+def _smpl_fit_worker() -> type:
+    from dl3d.workers.smpl_fit import SmplFitWorker
+
+    return SmplFitWorker
+
+
+register(BatchJob("smpl", "fit", "SMPLify: fit SMPL bodies to a keypoints2d dataset (one shape per track, temporal)",
+                  _smpl_fit_worker))
+def _synsin_render_worker() -> type:
+    from dl3d.workers.synsin_render import SynSinRenderWorker
+
+    return SynSinRenderWorker
+
+
+register(BatchJob("synsin", "render", "SynSin mass view synthesis: views of every image along a trajectory",
+                  _synsin_render_worker))
 register(BatchJob("smpl", "export", "pose an SMPL-format body model for each row: joints, vertices, meshes",
                   _smpl_export_worker))
 
@@ -71,6 +88,21 @@ def build_parser() -> argparse.ArgumentParser:
     sp.add_argument("--out", required=True, help="dataset URL (local path or s3://bucket/prefix)")
     add_dataclass_arguments(sp, SmplParamsSpec)
     sp.set_defaults(func=_cmd_make_smpl_params)
+    from dl3d.synthetic.smpl_video_dataset import SmplVideoDatasetSpec
+
+    sv = make.add_parser("smpl-video", help="synthetic keypoint videos in OpenPose JSON, with ground truth",
+                         description="Walking bodies seen by a pinhole camera: OpenPose JSON under openpose/, "
+                                     "ground-truth SMPL parameters under truth/, camera.json.")
+    sv.add_argument("--out", required=True, help="output URL (local path or s3://bucket/prefix)")
+    sv.add_argument("--model", default=None, help="SMPL-format body model file (default: the procedural model)")
+    add_dataclass_arguments(sv, SmplVideoDatasetSpec)
+    sv.set_defaults(func=_cmd_make_smpl_video)
+    from dl3d.synthetic.multiview import MultiviewSpec
+
+    mv = make.add_parser("multiview", help="rendered rooms seen from pairs of cameras (view_pairs, for SynSin)")
+    mv.add_argument("--out", required=True, help="dataset URL (local path or s3://bucket/prefix)")
+    add_dataclass_arguments(mv, MultiviewSpec)
+    mv.set_defaults(func=_cmd_make_multiview)
 
     ingest = groups.add_parser("ingest", help="convert keypoint files from other tools into datasets").add_subparsers(
         dest="cmd", required=True)
@@ -83,6 +115,22 @@ def build_parser() -> argparse.ArgumentParser:
         ing.add_argument("--output", required=True, help="output keypoints2d dataset URL")
         add_dataclass_arguments(ing, IngestConfig)
         ing.set_defaults(func=_cmd_ingest, fmt=fmt)
+
+    from dl3d.ingest import IngestRealEstateConfig
+
+    re10k = ingest.add_parser("realestate10k", help="RealEstate10K camera files + frame images -> view_pairs",
+                              description="RealEstate10K: one camera .txt per sequence (URL line, then "
+                                          "timestamp fx fy cx cy k1 k2 and a 3x4 world-to-camera pose per frame, "
+                                          "intrinsics normalised) and frames at FRAMES/<sequence>/<timestamp>.png|jpg.")
+    re10k.add_argument("--cameras", required=True, help="folder (or URL) of the per-sequence camera .txt files")
+    re10k.add_argument("--frames", required=True, help="folder (or URL) holding <sequence>/<timestamp>.png|jpg")
+    re10k.add_argument("--output", required=True, help="output view_pairs dataset URL")
+    add_dataclass_arguments(re10k, IngestRealEstateConfig)
+    re10k.set_defaults(func=_cmd_ingest_realestate10k)
+
+    from dl3d.jobs.train import add_train_parser
+
+    add_train_parser(groups)
 
     insp = groups.add_parser("inspect", help="summarise a dataset or job output: metadata, shards, rows, columns, meshes")
     insp.add_argument("url", help="dataset or output URL")
@@ -100,6 +148,11 @@ def build_parser() -> argparse.ArgumentParser:
         add_dataclass_arguments(p, worker.config_cls)
         add_dataclass_arguments(p, RunnerConfig)
         p.set_defaults(func=_cmd_batch_job, job=job)
+    ev = job_groups["smpl"].add_parser("evaluate", help="score SMPLify fits against ground truth (mm, px)")
+    ev.add_argument("--fit", required=True, help="output of `dl3d smpl fit`")
+    ev.add_argument("--truth", required=True, help="truth dataset with a joints column (`dl3d data make smpl-video`)")
+    ev.add_argument("--json", action="store_true", help="print the metrics as JSON")
+    ev.set_defaults(func=_cmd_evaluate)
     return parser
 
 
@@ -116,6 +169,46 @@ def _cmd_make_smpl_params(args: argparse.Namespace) -> int:
 
     meta = write_smpl_params_dataset(args.out, dataclass_from_args(SmplParamsSpec, args))
     print(f"wrote {meta['num_rows']} rows in {meta['num_shards']} shards to {args.out}")
+    return 0
+
+
+def _cmd_make_smpl_video(args: argparse.Namespace) -> int:
+    from dl3d.body import make_procedural_body_model, read_body_model_arrays
+    from dl3d.synthetic.smpl_video_dataset import SmplVideoDatasetSpec, write_smpl_video_dataset
+
+    arrays = read_body_model_arrays(args.model) if args.model else make_procedural_body_model()
+    meta = write_smpl_video_dataset(args.out, arrays, dataclass_from_args(SmplVideoDatasetSpec, args))
+    cam = meta["camera"]
+    print(f"wrote {meta['num_rows']} frames of {args.videos} videos to {args.out} "
+          f"(image {cam['image_width']}x{cam['image_height']}, focal {cam['focal_length']} px)")
+    return 0
+
+
+def _cmd_make_multiview(args: argparse.Namespace) -> int:
+    from dl3d.synthetic.multiview import MultiviewSpec, write_multiview_dataset
+
+    meta = write_multiview_dataset(args.out, dataclass_from_args(MultiviewSpec, args))
+    print(f"wrote {meta['num_rows']} view pairs in {meta['num_shards']} shards to {args.out}")
+    return 0
+
+
+def _cmd_ingest_realestate10k(args: argparse.Namespace) -> int:
+    from dl3d.ingest import IngestRealEstateConfig, ingest_realestate10k
+
+    report = ingest_realestate10k(args.cameras, args.frames, args.output, dataclass_from_args(IngestRealEstateConfig, args))
+    print(report.summary())
+    for item in report.skipped:
+        print(f"  skipped {item.name}: {item.reason}")
+    return 0
+
+
+def _cmd_evaluate(args: argparse.Namespace) -> int:
+    import json
+
+    from dl3d.fitting.evaluation import evaluate_fit, format_report
+
+    result = evaluate_fit(args.fit, args.truth)
+    print(json.dumps(result, indent=2) if args.json else format_report(result))
     return 0
 
 

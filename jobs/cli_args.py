@@ -30,6 +30,8 @@ def add_dataclass_arguments(parser: argparse.ArgumentParser, cls: type, skip: tu
             kwargs.update(choices=list(typing.get_args(base)), default=default)
         elif base in (int, float, str):
             kwargs.update(type=base, default=default)
+        elif typing.get_origin(base) is tuple and typing.get_args(base)[1:] == (Ellipsis,):
+            kwargs.update(type=typing.get_args(base)[0], nargs="+", default=default)
         else:
             raise TypeError(f"{cls.__name__}.{f.name}: unsupported option type {typ}")
         if required:
@@ -39,7 +41,8 @@ def add_dataclass_arguments(parser: argparse.ArgumentParser, cls: type, skip: tu
 
 def dataclass_from_args(cls: type, ns: argparse.Namespace) -> Any:
     """Build ``cls`` from the parsed options that :func:`add_dataclass_arguments` added."""
-    return cls(**{f.name: getattr(ns, f.name) for f in dataclasses.fields(cls) if f.init and hasattr(ns, f.name)})
+    values = {f.name: getattr(ns, f.name) for f in dataclasses.fields(cls) if f.init and hasattr(ns, f.name)}
+    return cls(**{k: tuple(v) if isinstance(v, list) else v for k, v in values.items()})
 
 
 def _unwrap_optional(typ: Any) -> tuple[Any, bool]:

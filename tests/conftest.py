@@ -28,6 +28,15 @@ def body_model_path(tmp_path_factory) -> str:
 
 
 @pytest.fixture(scope="session")
+def job_assets(body_model_path, tmp_path_factory) -> dict[str, str]:
+    """What the batch jobs load: the procedural body model and an untrained cpu-small SynSin checkpoint."""
+    from render_inputs import write_untrained_checkpoint
+
+    ckpt = write_untrained_checkpoint(str(tmp_path_factory.mktemp("synsin") / "synsin.pt"))
+    return {"body_model": body_model_path, "synsin_checkpoint": ckpt}
+
+
+@pytest.fixture(scope="session")
 def s3_server():
     """A moto S3 server on 127.0.0.1 (real HTTP, so s3fs and Ray workers reach it) with bucket ``dl3d-test``.
 
@@ -53,6 +62,16 @@ def s3_server():
             os.environ.pop(k, None)
         else:
             os.environ[k] = v
+
+
+@pytest.fixture(scope="module")
+def local_ray():
+    """An embedded local Ray for one test module; 4 logical CPUs so 2 workers never starve each other."""
+    import ray
+
+    ray.init(num_cpus=4, include_dashboard=False)
+    yield
+    ray.shutdown()
 
 
 def _free_port() -> int:

@@ -12,8 +12,11 @@ from pathlib import Path
 
 import pyarrow.parquet as pq
 import pytest
+from job_cases import CASES, JobCase
 
 pytestmark = pytest.mark.slow
+
+SHARDS = 6
 
 
 def _dl3d(*args: str) -> list[str]:
@@ -24,12 +27,12 @@ def _markers(out: Path) -> list[Path]:
     return sorted((out / "_committed").glob("*.json")) if (out / "_committed").exists() else []
 
 
-def test_killed_run_resumes_without_recomputing_or_duplicating(body_model_path, tmp_path):
-    params, out = tmp_path / "params", tmp_path / "out"
-    subprocess.run(_dl3d("data", "make", "smpl-params", "--out", str(params), "--videos", "10", "--frames", "30",
-                         "--shards", "10"), check=True, capture_output=True)
-    cmd = _dl3d("smpl", "export", "--input", str(params), "--output", str(out), "--model", body_model_path,
-                "--meshes", "ply", "--workers", "1", "--no-progress")
+@pytest.mark.parametrize("case", CASES, ids=lambda c: c.name)
+def test_killed_run_resumes_without_recomputing_or_duplicating(case: JobCase, job_assets, tmp_path):
+    src, out = tmp_path / "input", tmp_path / "out"
+    rows = case.make_input(str(src), job_assets, SHARDS)
+    cmd = _dl3d(*case.cli, "--input", str(src), "--output", str(out), *case.cli_args(job_assets),
+                "--workers", "1", "--no-progress")
     env = os.environ | {"RAY_AUTH_MODE": "disabled"}
     proc = subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, start_new_session=True)
     deadline = time.time() + 180
@@ -37,22 +40,23 @@ def test_killed_run_resumes_without_recomputing_or_duplicating(body_model_path, 
         if proc.poll() is not None:
             pytest.fail("the job ended before it could be killed:\n" + proc.stdout.read().decode())
         if time.time() > deadline:
+            proc.kill()
             pytest.fail("no shard committed within 180 s")
-        time.sleep(0.05)
+        time.sleep(0.02)
     os.kill(proc.pid, signal.SIGKILL)  # the driver only; its embedded Ray is left to notice
     proc.wait()
     before = {p.name: p.read_bytes() for p in _markers(out)}
-    assert 2 <= len(before) < 10, f"killed after {len(before)} of 10 shards"
+    assert 2 <= len(before) < SHARDS, f"killed after {len(before)} of {SHARDS} shards"
 
     done = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=300)
     assert done.returncode == 0, done.stdout + done.stderr
     assert "already committed" in done.stdout
     after = {p.name: p.read_bytes() for p in _markers(out)}
-    assert sorted(after) == [f"part-{i:05d}.json" for i in range(10)]
+    assert sorted(after) == [f"part-{i:05d}.json" for i in range(SHARDS)]
     for name, content in before.items():
         assert after[name] == content, f"{name} was recomputed"
     job = json.loads((out / "_job.json").read_text())
-    assert job["counts"]["skipped"] >= len(before) and job["counts"]["committed"] == 10 - job["counts"]["skipped"]
+    assert job["counts"]["skipped"] >= len(before) and job["counts"]["committed"] == SHARDS - job["counts"]["skipped"]
     ids = [i for p in sorted(out.glob("part-*.parquet")) for i in pq.read_table(p).column("id").to_pylist()]
-    assert len(ids) == 300 and len(set(ids)) == 300, "every row exactly once"
-    assert len(list((out / "meshes").rglob("*.ply"))) == 300
+    assert len(ids) == rows and len(set(ids)) == rows, "every row exactly once"
+    assert case.check_files(out) > 0

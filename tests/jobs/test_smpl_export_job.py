@@ -1,4 +1,4 @@
-"""``dl3d smpl export`` end to end on a local Ray: equality with smplx, S3, faults, bad input."""
+"""``dl3d smpl export`` end to end on a local Ray: equality with smplx, bad input (S3/faults/resume: test_job_contract)."""
 
 from __future__ import annotations
 
@@ -18,13 +18,6 @@ from dl3d.synthetic.smpl_params import SmplParamsSpec, write_smpl_params_dataset
 from dl3d.workers.smpl_export import SmplExportConfig, SmplExportWorker
 
 pytestmark = pytest.mark.slow
-
-
-@pytest.fixture(scope="module")
-def local_ray():
-    ray.init(num_cpus=4, include_dashboard=False)
-    yield
-    ray.shutdown()
 
 
 @pytest.fixture(scope="module")
@@ -76,45 +69,6 @@ def test_export_equals_direct_smplx_forward(local_ray, params_url, body_model_pa
     again = run_shards("export", SmplExportWorker, SmplExportConfig(model=body_model_path, meshes="ply", vertices=True),
                        params_url, str(out), _runner())
     assert again.count("skipped") == 3 and again.count("ok") == 0, "a re-run skips committed shards"
-
-
-def test_export_over_s3_matches_local(local_ray, s3_server, params_url, body_model_path, tmp_path):
-    import s3fs
-
-    cfg = SmplExportConfig(model=body_model_path, meshes="ply")
-    run_shards("export", SmplExportWorker, cfg, params_url, str(tmp_path / "local"), _runner())
-    fs = s3fs.S3FileSystem(client_kwargs={"endpoint_url": s3_server}, skip_instance_cache=True)
-    fs.put(params_url, "dl3d-test/in-params", recursive=True)
-    report = run_shards("export", SmplExportWorker, cfg, "s3://dl3d-test/in-params", "s3://dl3d-test/out-export", _runner())
-    assert report.exit_code == 0 and report.count("ok") == 3
-    local = sorted(p.relative_to(tmp_path / "local").as_posix() for p in (tmp_path / "local").rglob("*")
-                   if p.is_file() and p.parts[-2] != "_committed" and p.name != "_job.json")
-    assert len(local) == 3 + 72
-    fs.invalidate_cache()
-    remote = sorted(p[len("dl3d-test/out-export/"):] for p in fs.find("dl3d-test/out-export")
-                    if "/_committed/" not in p and not p.endswith("_job.json"))
-    assert remote == local
-    for rel in local:
-        assert fs.cat_file(f"dl3d-test/out-export/{rel}") == (tmp_path / "local" / rel).read_bytes(), rel
-
-
-def test_dead_worker_is_replaced_and_failing_shard_is_recorded(local_ray, params_url, body_model_path, tmp_path):
-    import faulty_workers  # tests/support, on the workers' PYTHONPATH too (conftest)
-
-    out = tmp_path / "out"
-    cfg = faulty_workers.PoisonConfig(model=body_model_path, die_shard=0, fail_shard=1)
-    report = run_shards("export", faulty_workers.PoisonExportWorker, cfg, params_url, str(out), _runner(max_attempts=3))
-    assert report.exit_code == 1
-    by_index = {s.index: s for s in report.shards}
-    assert by_index[0].status == "ok" and by_index[0].attempts == 2, "the killed shard is retried on a live worker"
-    assert by_index[2].status == "ok"
-    assert by_index[1].status == "failed" and by_index[1].attempts == 3
-    err = json.loads((out / "_errors" / "part-00001.json").read_text())
-    assert "poison shard 1 always fails" in err["error"] and err["attempts"] == 3
-    assert sorted(p.name for p in (out / "_committed").iterdir()) == ["part-00000.json", "part-00002.json"]
-    assert json.loads((out / "_committed" / "part-00000.json").read_text())["attempt"] == 2
-    summary = report.summary()
-    assert "FAILED part-00001 after 3 attempt(s)" in summary and "poison shard 1 always fails" in summary
 
 
 def test_bad_input_shards_fail_cleanly_and_lose_nothing(local_ray, body_model_path, tmp_path):
