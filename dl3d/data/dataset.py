@@ -118,7 +118,9 @@ class DatasetWriter:
     """Writes a dataset shard by shard, then ``_dataset.json`` on :meth:`close`.
 
     Each shard is written whole (see :func:`dl3d.data.fs.put_bytes`); the metadata file is last, so
-    a dataset with ``_dataset.json`` is complete.
+    a dataset with ``_dataset.json`` is complete. Writing over an earlier dataset at the same URL
+    replaces it: its ``_dataset.json`` is removed when the writer opens, and part files this writer
+    did not write (an earlier, larger dataset's) are removed on :meth:`close`.
     """
 
     url: str
@@ -130,6 +132,8 @@ class DatasetWriter:
 
     def __post_init__(self):
         self.fs, self.root = fsx.resolve(self.url, self.storage_options)
+        self.written: set[int] = set()
+        fsx.remove(self.fs, fsx.join(self.root, DATASET_META))
 
     def write_shard(self, index: int, table: pa.Table) -> str:
         self.schema.validate(table, f"{self.url} shard {index}")
@@ -137,9 +141,16 @@ class DatasetWriter:
         fsx.put_bytes(self.fs, path, table_to_parquet(table))
         self.num_rows += table.num_rows
         self.num_shards += 1
+        self.written.add(index)
         return path
 
     def close(self, **extra: Any) -> dict[str, Any]:
+        self.fs.invalidate_cache(self.root)
+        if self.fs.exists(self.root):
+            for path in self.fs.ls(self.root, detail=False):
+                m = PART_RE.match(path.rstrip("/").rsplit("/", 1)[-1])
+                if m and int(m.group(1)) not in self.written:
+                    self.fs.rm_file(path)
         meta = {
             "kind": self.schema.kind,
             "schema_version": self.schema.version,

@@ -40,7 +40,7 @@ import pyarrow as pa
 from dl3d.config import opt
 from dl3d.data import DataError, DatasetWriter, tensor_to_arrow
 from dl3d.data import fs as fsx
-from dl3d.data.dataset import DATASET_META, PART_RE, write_json
+from dl3d.data.dataset import write_json
 from dl3d.data.images import decode_image, encode_png, resize_image
 from dl3d.data.view_tables import VIEW_PAIRS
 from dl3d.ingest.config import SkippedInput
@@ -424,7 +424,6 @@ def ingest_realestate10k(
     report = RealEstateIngestReport(output_url=output_url)
     writer = DatasetWriter(output_url, VIEW_PAIRS, storage_options=storage_options, produced_by={
         "ingest": "realestate10k", "cameras": cameras_url, "frames": frames_url, "config": dataclasses.asdict(cfg)})
-    fsx.remove(writer.fs, fsx.join(writer.root, DATASET_META))
     pending: list[dict[str, list]] = []
 
     def flush():
@@ -455,7 +454,6 @@ def ingest_realestate10k(
             flush()
     if pending:
         flush()
-    _remove_parts_from(writer.fs, writer.root, report.shards)
     write_json(writer.fs, fsx.join(writer.root, INGEST_ERRORS), [dataclasses.asdict(s) for s in report.skipped])
     if not report.pairs:
         raise DataError(cameras_url, f"no view pair could be made from {len(files)} camera files "
@@ -463,14 +461,3 @@ def ingest_realestate10k(
     writer.produced_by["skipped_inputs"] = len(report.skipped)
     writer.close(num_sequences=report.sequences)
     return report
-
-
-def _remove_parts_from(fs, root: str, first: int) -> None:
-    """Remove ``part-NNNNN.parquet`` files numbered ``first`` and up (left by an earlier, larger write)."""
-    fs.invalidate_cache(root)
-    if not fs.exists(root):
-        return
-    for path in fs.ls(root, detail=False):
-        m = PART_RE.match(path.rstrip("/").rsplit("/", 1)[-1])
-        if m and int(m.group(1)) >= first:
-            fs.rm_file(path)

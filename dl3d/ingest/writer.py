@@ -16,7 +16,7 @@ import pyarrow as pa
 
 from dl3d.data import DatasetWriter, tensor_to_arrow
 from dl3d.data import fs as fsx
-from dl3d.data.dataset import DATASET_META, PART_RE, write_json
+from dl3d.data.dataset import write_json
 from dl3d.data.keypoint_tables import KEYPOINTS2D, NUM_KEYPOINTS, KeypointFormat
 from dl3d.ingest.config import IngestConfig, IngestReport
 
@@ -159,7 +159,7 @@ def write_keypoint_dataset(
 
     Videos are sorted by id and grouped into shards by :func:`shard_videos`. ``errors`` (dicts with
     ``name`` and ``reason``) go to ``_ingest_errors.json``. Writing over an earlier dataset at the
-    same URL replaces it: its ``_dataset.json`` is removed first and its extra shards after.
+    same URL replaces it (see ``DatasetWriter``).
     """
     if not videos:
         raise ValueError(f"{url}: no videos to write")
@@ -169,24 +169,12 @@ def write_keypoint_dataset(
     if dups:
         raise ValueError(f"{url}: video ids must be unique, got {dups[:5]} more than once")
     writer = DatasetWriter(url, KEYPOINTS2D, produced_by=dict(produced_by or {}), storage_options=storage_options)
-    fs, root = writer.fs, writer.root
-    fsx.remove(fs, fsx.join(root, DATASET_META))
     groups = shard_videos([v.num_rows for v in videos], videos_per_shard, rows_per_shard)
     for index, group in enumerate(groups):
         writer.write_shard(index, keypoints_table([videos[i] for i in group]))
-    _remove_parts_from(fs, root, len(groups))
-    write_json(fs, fsx.join(root, INGEST_ERRORS), [dict(e) for e in errors])
+    write_json(writer.fs, fsx.join(writer.root, INGEST_ERRORS), [dict(e) for e in errors])
     formats = sorted({v.keypoint_format for v in videos})
     return writer.close(num_videos=len(videos), keypoint_format=formats[0] if len(formats) == 1 else formats)
-
-
-def _remove_parts_from(fs, root: str, first: int) -> None:
-    """Remove ``part-NNNNN.parquet`` files numbered ``first`` and up (left by an earlier, larger write)."""
-    fs.invalidate_cache(root)
-    for path in fs.ls(root, detail=False):
-        m = PART_RE.match(path.rstrip("/").rsplit("/", 1)[-1])
-        if m and int(m.group(1)) >= first:
-            fs.rm_file(path)
 
 
 def finish_ingest(

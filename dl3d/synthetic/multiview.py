@@ -45,8 +45,6 @@ from pytorch3d.utils import cameras_from_opencv_projection, ico_sphere
 
 from dl3d.config import opt
 from dl3d.data import DatasetWriter, tensor_to_arrow
-from dl3d.data import fs as fsx
-from dl3d.data.dataset import DATASET_META, PART_RE
 from dl3d.data.images import encode_png
 from dl3d.data.view_tables import VIEW_PAIRS
 
@@ -517,18 +515,11 @@ def write_multiview_dataset(url: str, spec: MultiviewSpec, *,
     """Render ``spec`` and write it as a ``view_pairs`` dataset at ``url``; return its ``_dataset.json`` content.
 
     Scenes are split into ``spec.shards`` contiguous groups (a scene never straddles two shards).
-    Writing over an earlier dataset at the same URL replaces it: its ``_dataset.json`` is removed
-    first and any shards beyond the new ones after.
+    Writing over an earlier dataset at the same URL replaces it (see ``DatasetWriter``).
     """
     writer = DatasetWriter(url, VIEW_PAIRS, storage_options=storage_options, produced_by={
         "generator": "dl3d data make multiview", "spec": dataclasses.asdict(spec), "synthetic": True})
-    fsx.remove(writer.fs, fsx.join(writer.root, DATASET_META))
     groups = np.array_split(np.arange(spec.scenes), spec.shards)
     for shard, scenes in enumerate(groups):
         writer.write_shard(shard, multiview_table(scenes.tolist(), spec))
-    writer.fs.invalidate_cache(writer.root)
-    for path in writer.fs.ls(writer.root, detail=False):
-        m = PART_RE.match(path.rstrip("/").rsplit("/", 1)[-1])
-        if m and int(m.group(1)) >= len(groups):
-            writer.fs.rm_file(path)
     return writer.close(num_scenes=spec.scenes, image_size=spec.image_size)
