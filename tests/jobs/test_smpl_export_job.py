@@ -8,11 +8,9 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
-import ray
 import torch
 
 from dl3d.data import list_shards, tensor_to_arrow
-from dl3d.data.smpl_tables import SMPL_PARAMS
 from dl3d.jobs.runner import RunnerConfig, run_shards
 from dl3d.synthetic.smpl_params import SmplParamsSpec, write_smpl_params_dataset
 from dl3d.workers.smpl_export import SmplExportConfig, SmplExportWorker

@@ -7,7 +7,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from dl3d.data import Shard, tensor_to_arrow
+from dl3d.data import Shard
 from dl3d.data.keypoint_tables import KEYPOINTS2D
 from dl3d.workers.base import ShardTask
 from dl3d.workers.smpl_fit import SmplFitConfig, SmplFitWorker

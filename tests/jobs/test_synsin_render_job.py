@@ -8,9 +8,8 @@ import pyarrow.parquet as pq
 import torch
 from render_inputs import write_images_dataset
 
-from dl3d.data import Shard, list_shards, tensor_to_arrow
+from dl3d.data import Shard, list_shards
 from dl3d.data.images import decode_image, encode_png
-from dl3d.data.view_tables import IMAGES
 from dl3d.synsin.trajectory import trajectory
 from dl3d.workers.base import ShardTask
 from dl3d.workers.synsin_render import SynSinRenderConfig, SynSinRenderWorker
