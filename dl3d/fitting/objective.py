@@ -1,7 +1,7 @@
 """SMPLify's data and smoothness terms as small pure functions (batched, differentiable).
 
-Units: pixels for 2D residuals, metres for 3D joints. Every term returns one value per row (or per
-triplet) so callers can both sum it for the optimiser and report it per frame.
+Units: pixels for 2D residuals, metres for 3D joints. Every term returns one value per row (the
+temporal term one per inner row) so callers can both sum it for the optimiser and report it per frame.
 """
 
 from __future__ import annotations

@@ -91,7 +91,8 @@ class GmmPosePrior(nn.Module):
         """
         if body_pose.dim() != 2 or body_pose.shape[1] != POSE_DIM:
             raise ValueError(f"expected body_pose of shape (N, {POSE_DIM}), got {tuple(body_pose.shape)}")
-        return self.component_nll(body_pose).min(dim=1).values
+        nll = self.component_nll(body_pose)
+        return nll[:, 0] if nll.shape[1] == 1 else nll.min(dim=1).values
 
 
 def _check_gmm_arrays(arrays: dict[str, np.ndarray], source: str) -> None:

@@ -13,14 +13,15 @@ Objective per frame, SMPLify's terms and conventions:
 Schedule: camera stage (root rotation and translation on the torso and face keypoints, body fixed,
 with SMPLify's 180° flip check on side views), then body stages with decreasing prior weights
 (SMPLify's 404 / 404 / 57.4 / 4.78 pose, 100 / 50 / 10 / 5 shape). Warm start: the stages run on
-keyframes (every ``keyframe_stride``-th usable frame of each track) first, every frame is then
+keyframes (every ``keyframe_stride``-th usable frame of each track, more when that would leave
+fewer than ``keyframe_min_rows``: small batches waste a CPU) first, every frame is then
 initialised by interpolating its track's keyframes, and all frames are refined together.
 """
 
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from functools import lru_cache
 from typing import Any, Literal
 
@@ -70,8 +71,10 @@ class SmplifyConfig:
     fit_shape: bool = opt(True, "optimise the shape; False keeps the initial (mean) shape")
     warm_start: bool = opt(True, "fit keyframes first, interpolate them to every frame, then refine all frames")
     keyframe_stride: int = opt(4, "warm start: every k-th usable frame of a track is a keyframe")
+    keyframe_min_rows: int = opt(128, "warm start: lower the stride (down to 2) until the keyframes are at least this "
+                                      "many rows (a step over fewer rows costs about the same time on a CPU)")
     refine_iters: int = opt(30, "warm start: Adam iterations on all frames after interpolation (last stage weights)")
-    refine_lr: float = opt(0.015, "warm start: Adam step of the refinement")
+    refine_lr: float = opt(0.008, "warm start: Adam step of the refinement (small: the start is close)")
     min_keypoints: int = opt(6, "rows with fewer confident keypoints are left out of the data term")
     hip_weight: float = opt(1.0, "weight of hip keypoints (OpenPose hips are not SMPL's; < 1 for real detections)")
     gmm_path: str = opt("", "SMPLify gmm_08.pkl pose prior; empty = built-in fallback (NOT the CMU prior)")
@@ -87,7 +90,7 @@ class SmplifyConfig:
             setattr(self, name, value)
         if stages < 1 or min(self.stage_iters) < 0:
             raise ValueError(f"stage_iters must be >= 1 stages of >= 0 iterations, got {self.stage_iters}")
-        for name in ("camera_iters", "refine_iters", "min_keypoints"):
+        for name in ("camera_iters", "refine_iters", "min_keypoints", "keyframe_min_rows"):
             if getattr(self, name) < 0:
                 raise ValueError(f"{name} must be >= 0, got {getattr(self, name)}")
         if self.keyframe_stride < 1:
@@ -107,7 +110,7 @@ class SmplifyConfig:
 
 SMPLIFY_PRESETS: dict[str, SmplifyConfig] = {
     "default": SmplifyConfig(),
-    "fast": SmplifyConfig(stage_iters=(15, 15, 15, 25), camera_iters=20, refine_iters=20, keyframe_stride=6, lr=0.04),
+    "fast": SmplifyConfig(stage_iters=(10, 10, 15, 25), camera_iters=20, refine_iters=20, keyframe_stride=6, lr=0.04),
     "per-frame": SmplifyConfig(temporal_weight=0.0, shared_shape=False, warm_start=False),
 }
 """Presets: "default" (accuracy), "fast" (throughput: fewer iterations, sparser keyframes) and
@@ -252,7 +255,7 @@ def fit_smplify(kernel: nn.Module, keypoints: Any, fmt: Literal["body25", "coco1
         allowed: such rows get status "nan_keypoints"); J = 25 for "body25", 17 for "coco17".
     fmt: keypoint format. track_index: (N,) int, person track (ids unique within the batch).
         frame: (N,) int frame numbers; consecutive numbers of a track are neighbours.
-    focal: (N,) float pixels; principal_point: (N, 2) float pixels.
+    focal: (N,) float pixels (or one scalar for all); principal_point: (N, 2) float pixels (or (2,)).
     cfg: ``SmplifyConfig`` (default ``SMPLIFY_PRESETS["default"]``); init: ``FitInit`` or None.
     prior: a loaded pose prior (default: ``cfg.gmm_path`` or the built-in fallback).
     spheres: interpenetration body (default ``sphere_body(scale=cfg.radius_scale)``).
@@ -263,7 +266,10 @@ def fit_smplify(kernel: nn.Module, keypoints: Any, fmt: Literal["body25", "coco1
     dev, f32 = _device(kernel), torch.float32
     kp = _as(keypoints, "keypoints", f32, dev)
     track_t, frame_t = _as(track_index, "track_index", torch.int64, dev), _as(frame, "frame", torch.int64, dev)
-    focal_t, pp_t = _as(focal, "focal", f32, dev).reshape(-1), _as(principal_point, "principal_point", f32, dev)
+    focal_t, pp_t = _as(focal, "focal", f32, dev), _as(principal_point, "principal_point", f32, dev)
+    if kp.dim() == 3:  # one camera for every row: broadcast
+        focal_t = focal_t.expand(kp.shape[0]) if focal_t.dim() == 0 else focal_t
+        pp_t = pp_t.expand(kp.shape[0], 2) if pp_t.shape == (2,) else pp_t
     _check_inputs(kp, fmt, track_t, frame_t, focal_t, pp_t)
     n = kp.shape[0]
     if n == 0:
@@ -276,7 +282,7 @@ def fit_smplify(kernel: nn.Module, keypoints: Any, fmt: Literal["body25", "coco1
                                               problem.beta_index, num_beta_rows, dev)
     stats: dict[str, Any] = {"rows": n, "tracks": len(np.unique(rows.track)), "ok_rows": int(rows.ok.sum())}
     flipped = np.zeros(n, dtype=bool)
-    if cfg.warm_start and cfg.keyframe_stride > 1 and rows.cam_ok.any():
+    if cfg.warm_start and _keyframe_stride(cfg, rows) > 1:
         params = _fit_warm(problem, rows, init_params, fmt, cfg, has_camera, flipped, stats)
     else:
         params = _camera_stage(problem, init_params, rows.obs, fmt, cfg, has_camera, rows.cam_ok, flipped, stats)
@@ -288,10 +294,19 @@ def fit_smplify(kernel: nn.Module, keypoints: Any, fmt: Literal["body25", "coco1
     return result
 
 
+def _keyframe_stride(cfg: SmplifyConfig, rows: _Rows) -> int:
+    """``cfg.keyframe_stride``, lowered (not below 2) so the keyframes number at least
+    ``keyframe_min_rows``; 0 when no row can initialise a camera."""
+    usable = int(rows.cam_ok.sum())
+    if usable == 0:
+        return 0
+    return min(cfg.keyframe_stride, max(2, usable // max(cfg.keyframe_min_rows, 1)))
+
+
 def _fit_warm(problem: Problem, rows: _Rows, init_params: Params, fmt: str, cfg: SmplifyConfig, has_camera: bool,
               flipped: np.ndarray, stats: dict[str, Any]) -> Params:
     """Warm start: every stage on the keyframes, interpolation to all rows, then a refinement of all."""
-    dev, stride = rows.obs.device, cfg.keyframe_stride
+    dev, stride = rows.obs.device, _keyframe_stride(cfg, rows)
     key = keyframe_mask(rows.track, rows.cam_ok, stride)
     rows_k = torch.as_tensor(np.flatnonzero(key), device=dev)
     sub = problem.subset(rows_k, _mask(consecutive_mask(rows.track[key], rank_within_track(rows.track[key])), dev))

@@ -102,7 +102,8 @@ def keyframe_mask(track: np.ndarray, ok: np.ndarray, stride: int) -> np.ndarray:
     return mask
 
 
-def _brackets(track: np.ndarray, frame: np.ndarray, known: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+def _brackets(track: np.ndarray, frame: np.ndarray,
+              known: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
     """For every row, the known rows before/after it in its track and the blend weight of 'after'.
 
     Rows of a track with no known row get ``has = False``.

@@ -45,7 +45,7 @@ class KeypointVideoSpec:
     low_conf_fraction: float = opt(0.05, "fraction of keypoints with confidence in [0.1, 0.4] and 3x noise")
     min_depth: float = opt(3.0, "nearest distance of the pelvis from the camera, metres")
     max_depth: float = opt(6.0, "farthest distance of the pelvis from the camera, metres")
-    yaw_deg: float = opt(0.0, "centre of the initial facing, degrees (0 = facing the camera, 90 = left side, 180 = back)")
+    yaw_deg: float = opt(0.0, "centre of the initial facing, degrees (0 = facing the camera, 180 = back)")
     yaw_range_deg: float = opt(180.0, "initial facing drawn in yaw_deg +- this many degrees (180 = any direction)")
     shape_std: float = opt(0.8, "std of the body shape coefficients")
     seed: int = opt(0, "random seed")

@@ -9,8 +9,8 @@ import pytest
 import torch
 from pytorch3d.transforms import axis_angle_to_matrix
 
-from dl3d.fitting.camera import (FACE_INDICES, TORSO_INDICES, ambiguous_facing, facing_camera, facing_rotation, fit_camera_with_flip,
-                                 flip_about_vertical, init_camera_translation)
+from dl3d.fitting.camera import (FACE_INDICES, TORSO_INDICES, ambiguous_facing, facing_camera, facing_rotation,
+                                 fit_camera_with_flip, flip_about_vertical, init_camera_translation)
 from dl3d.fitting.priors import builtin_pose_prior
 from dl3d.synthetic.smpl_video import KeypointVideoSpec, make_keypoint_video, project
 
