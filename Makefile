@@ -39,6 +39,8 @@ test-fast: setup
 bench: setup
 	$(BIN)/python bench/export_throughput.py
 	$(BIN)/python bench/smplify_throughput.py
+	$(BIN)/python bench/smplify_accuracy.py
+	$(BIN)/python bench/synsin_training.py
 
 clean:
 	rm -rf $(DEMO) .pytest_cache
