@@ -11,7 +11,7 @@ import pyarrow as pa
 import torch
 
 from dl3d.config import opt
-from dl3d.data import JobOutput, read_table, tensor_to_arrow
+from dl3d.data import JobOutput, list_to_arrow, read_table
 from dl3d.data.smpl_tables import SMPL_EXPORT, SMPL_PARAMS, decode_smpl_params, passthrough_columns
 from dl3d.mesh import encode_mesh
 from dl3d.workers.base import ShardTask, ShardWorker
@@ -96,9 +96,9 @@ class SmplExportWorker(ShardWorker):
         )
         columns: dict[str, pa.Array] = {"id": pa.array(params.ids, pa.string())}
         columns.update(passthrough_columns(table))
-        columns["joints"] = _nested(joints)
+        columns["joints"] = list_to_arrow(joints)
         if cfg.vertices:
-            columns["vertices"] = _nested(verts)
+            columns["vertices"] = list_to_arrow(verts)
         if cfg.meshes != "none":
             paths = []
             for i in range(len(params)):
@@ -109,10 +109,3 @@ class SmplExportWorker(ShardWorker):
         result = pa.table(columns, schema=SMPL_EXPORT.arrow_schema(list(columns)))
         out.write_part(task.shard.index, result)
         return len(params)
-
-
-def _nested(x: np.ndarray) -> pa.Array:
-    """(N, J, 3) float array as a list<fixed_size_list<float32, 3>> column (J may vary by model)."""
-    inner = tensor_to_arrow(x.reshape(-1, 3))
-    offsets = pa.array(np.arange(0, x.shape[0] * x.shape[1] + 1, x.shape[1], dtype=np.int32))
-    return pa.ListArray.from_arrays(offsets, inner)

@@ -11,7 +11,7 @@ import pyarrow as pa
 import torch
 
 from dl3d.config import opt
-from dl3d.data import DataError, JobOutput, arrow_to_tensor, read_table, tensor_to_arrow
+from dl3d.data import DataError, JobOutput, arrow_to_tensor, list_to_arrow, read_table, tensor_to_arrow
 from dl3d.data.keypoint_tables import KEYPOINTS2D, NUM_KEYPOINTS
 from dl3d.data.smpl_tables import SMPL_FIT
 from dl3d.mesh import encode_mesh
@@ -115,9 +115,7 @@ class SmplFitWorker(ShardWorker):
             "video": table.column("video").cast(pa.string()),
             "track": table.column("track").cast(pa.int64()),
             "frame": table.column("frame").cast(pa.int64()),
-            "betas": pa.ListArray.from_arrays(
-                pa.array(np.arange(0, fit["betas"].size + 1, fit["betas"].shape[1], dtype=np.int32)),
-                pa.array(fit["betas"].reshape(-1).astype(np.float32))),
+            "betas": list_to_arrow(fit["betas"]),
             "global_orient": tensor_to_arrow(fit["global_orient"]),
             "body_pose": tensor_to_arrow(fit["body_pose"]),
             "transl": tensor_to_arrow(fit["transl"]),

@@ -124,6 +124,17 @@ def tensor_to_arrow(x: np.ndarray, value_type: pa.DataType = pa.float32()) -> pa
     return arr
 
 
+def list_to_arrow(x: np.ndarray, value_type: pa.DataType = pa.float32()) -> pa.ListArray:
+    """Encode ``x: (N, K, *inner)`` as N variable-length lists of K fixed-shape items.
+
+    For columns declared with a free leading dimension (``shape=(None, ...)``, e.g. betas or joints),
+    whose length depends on the model rather than on the schema.
+    """
+    n, k = x.shape[:2]
+    inner = tensor_to_arrow(np.asarray(x).reshape(n * k, *x.shape[2:]), value_type)
+    return pa.ListArray.from_arrays(pa.array(np.arange(n + 1, dtype=np.int32) * k), inner)
+
+
 def arrow_to_tensor(
     column: pa.ChunkedArray | pa.Array,
     shape: tuple[int | None, ...],

@@ -22,7 +22,7 @@ import numpy as np
 import pyarrow as pa
 
 from dl3d.config import opt
-from dl3d.data import DatasetWriter, tensor_to_arrow
+from dl3d.data import DatasetWriter, list_to_arrow, tensor_to_arrow
 from dl3d.data import fs as fsx
 from dl3d.data.smpl_tables import SMPL_PARAMS
 from dl3d.synthetic.smpl_video import KeypointVideoSpec, make_keypoint_video
@@ -87,8 +87,7 @@ def _truth_table(rows: dict[str, list]) -> pa.Table:
         "video": pa.array(rows["video"], pa.string()),
         "track": pa.array([0] * len(rows["id"]), pa.int64()),
         "frame": pa.array(rows["frame"], pa.int64()),
-        "betas": pa.ListArray.from_arrays(pa.array(np.arange(0, betas.size + 1, betas.shape[1], dtype=np.int32)),
-                                          pa.array(betas.reshape(-1))),
+        "betas": list_to_arrow(betas),
         "global_orient": tensor_to_arrow(np.concatenate(rows["global_orient"])),
         "body_pose": tensor_to_arrow(np.concatenate(rows["body_pose"])),
         "transl": tensor_to_arrow(np.concatenate(rows["transl"])),
