@@ -17,7 +17,8 @@ are Python-2 pickles that hold some of these as ``chumpy.ch.Ch`` objects and ``J
 stub that keeps its pickled state (a ``Ch`` keeps its value under ``'x'``, see ``Ch.__getstate__`` in
 chumpy/ch.py), and the stub becomes an ndarray. Sparse matrices become dense arrays, through scipy
 when it is installed and from their pickled ``data``/``indices``/``indptr`` otherwise. Unpickling
-only admits the classes such a file can hold (numpy, scipy.sparse, chumpy, plain containers).
+only admits the classes such a file can hold (numpy, scipy.sparse, chumpy, plain containers); the
+reader is ``dl3d.body.legacy_pickle``, shared with the GMM pose prior's reader.
 
 Anything wrong with a file raises ``BodyModelError`` (a ``ValueError``) naming the file, what is
 wrong and what to do about it.
@@ -29,13 +30,14 @@ import contextlib
 import io
 import logging
 import os
-import pickle
 import zipfile
 from pathlib import Path
 from types import SimpleNamespace
 from typing import TYPE_CHECKING, Any, Final, Mapping
 
 import numpy as np
+
+from dl3d.body.legacy_pickle import Unconvertible, load_restricted_pickle, to_array
 
 if TYPE_CHECKING:
     import smplx
@@ -90,6 +92,11 @@ SMPL_DOWNLOAD_HINT: Final = (
 )
 
 _KNOWN_FILE_NAMES: Final = ("SMPL_NEUTRAL.pkl", "basicModel_neutral_lbs_10_207_0_v1.0.0.pkl")
+
+
+_MODEL_PICKLE_HOLDS: Final = (
+    "an SMPL model file holds only numpy arrays, scipy.sparse matrices and chumpy arrays"
+)
 
 
 class BodyModelError(ValueError):
@@ -162,15 +169,12 @@ def read_body_model_arrays(path: str | os.PathLike[str]) -> dict[str, np.ndarray
 
 def _read_bytes(source: str) -> bytes:
     """The bytes of a local file or fsspec URL; a missing or unreadable one is a BodyModelError."""
-    try:
-        if "://" in source and not source.startswith("file://"):
-            import fsspec
+    from dl3d.data import fs as fsx
 
-            with fsspec.open(source, "rb") as handle:
-                return handle.read()
-        return Path(source).read_bytes()
+    try:
+        return fsx.read_asset(source, what="file", hint=SMPL_DOWNLOAD_HINT)
     except FileNotFoundError as err:
-        raise BodyModelError(f"file not found: {source}; {SMPL_DOWNLOAD_HINT}") from err
+        raise BodyModelError(str(err)) from None
     except OSError as err:
         raise BodyModelError(f"{source}: cannot read the file ({err})") from err
 
@@ -187,95 +191,10 @@ def _load_npz(data: bytes, source: str) -> dict[str, Any]:
         ) from err
 
 
-# ---- unpickling without chumpy --------------------------------------------------------------------
-
-
-class _PickledStub:
-    """Stand-in for a class that is not importable here; keeps what the pickle gave it."""
-
-    pickled_module: str = ""
-    pickled_name: str = ""
-
-    def __new__(cls, *args: Any, **kwargs: Any) -> _PickledStub:
-        obj = object.__new__(cls)
-        obj.args = args
-        obj.state = None
-        return obj
-
-    def __init__(self, *args: Any, **kwargs: Any) -> None:
-        pass
-
-    def __setstate__(self, state: Any) -> None:
-        self.state = state
-
-    @classmethod
-    def qualname(cls) -> str:
-        return f"{cls.pickled_module}.{cls.pickled_name}"
-
-
-class _ChumpyStub(_PickledStub):
-    """A pickled ``chumpy`` object (``chumpy.ch.Ch``: its state dict holds the value under ``'x'``)."""
-
-
-class _SparseStub(_PickledStub):
-    """A pickled ``scipy.sparse`` matrix, read while scipy is not installed."""
-
-
-_BUILTIN_NAMES: Final = frozenset(
-    {"object", "set", "frozenset", "list", "dict", "tuple", "slice", "complex", "bytearray",
-     "bytes", "int", "float", "str", "bool", "long", "unicode", "basestring"}
-)  # fmt: skip
-_NUMPY_MODULES: Final = frozenset(
-    {"numpy", "numpy.core.multiarray", "numpy._core.multiarray", "numpy.core.numeric", "numpy._core.numeric"}
-)
-_NUMPY_NAMES: Final = frozenset({"_reconstruct", "scalar", "dtype", "ndarray", "_frombuffer"})
-_OTHER_GLOBALS: Final = frozenset(
-    {("copy_reg", "_reconstructor"), ("copyreg", "_reconstructor"), ("_codecs", "encode"),
-     ("collections", "OrderedDict")}
-)  # fmt: skip
-
-
-class _ModelUnpickler(pickle.Unpickler):
-    """Unpickles SMPL model files: numpy, scipy.sparse, chumpy (as stubs) and plain containers only."""
-
-    def __init__(self, file: io.BytesIO) -> None:
-        super().__init__(file, encoding="latin1")
-        self._stubs: dict[tuple[str, str], type[_PickledStub]] = {}
-
-    def _stub(self, base: type[_PickledStub], module: str, name: str) -> type[_PickledStub]:
-        key = (module, name)
-        if key not in self._stubs:
-            self._stubs[key] = type(name, (base,), {"pickled_module": module, "pickled_name": name})
-        return self._stubs[key]
-
-    def find_class(self, module: str, name: str) -> Any:
-        if module == "chumpy" or module.startswith("chumpy."):
-            return self._stub(_ChumpyStub, module, name)
-        if module == "scipy.sparse" or module.startswith("scipy.sparse."):
-            if not name.endswith(("_matrix", "_array")):
-                raise pickle.UnpicklingError(f"refusing to unpickle {module}.{name}")
-            try:
-                import scipy.sparse
-            except ImportError:
-                return self._stub(_SparseStub, module, name)
-            return getattr(scipy.sparse, name, None) or self._stub(_SparseStub, module, name)
-        allowed = (
-            (module in ("builtins", "__builtin__") and name in _BUILTIN_NAMES)
-            or (module in _NUMPY_MODULES and name in _NUMPY_NAMES)
-            or (module, name) in _OTHER_GLOBALS
-        )
-        if not allowed:
-            raise pickle.UnpicklingError(
-                f"refusing to unpickle {module}.{name}: an SMPL model file holds only numpy arrays, "
-                "scipy.sparse matrices and chumpy arrays"
-            )
-        return super().find_class(module, name)
-
-
 def _unpickle(data: bytes, source: str) -> dict[str, Any]:
     """The dict a model pickle holds (Python-2 pickles read with ``encoding="latin1"``)."""
     try:
-        obj = _ModelUnpickler(io.BytesIO(data)).load()
+        obj = load_restricted_pickle(data, holds=_MODEL_PICKLE_HOLDS, chumpy=True, sparse=True)
     except Exception as err:  # any failure inside pickle is a damaged or foreign file
         raise BodyModelError(
             f"{source}: not a readable SMPL model pickle ({type(err).__name__}: {err}); "
@@ -290,10 +209,6 @@ def _unpickle(data: bytes, source: str) -> dict[str, Any]:
     return obj
 
 
-class _Unconvertible(Exception):
-    """A pickled value that cannot be turned into an ndarray; the message says why."""
-
-
 def _to_arrays(raw: Mapping[str, Any], source: str) -> dict[str, np.ndarray]:
     """Every entry of ``raw`` that is array-like, as an ndarray; required keys must convert."""
     out: dict[str, np.ndarray] = {}
@@ -301,97 +216,11 @@ def _to_arrays(raw: Mapping[str, Any], source: str) -> dict[str, np.ndarray]:
         if not isinstance(key, str):
             continue
         try:
-            out[key] = _to_array(value)
-        except _Unconvertible as err:
+            out[key] = to_array(value)
+        except Unconvertible as err:
             if key in REQUIRED_KEYS:
                 raise BodyModelError(f"{source}: cannot read {key!r}: {err}") from None
     return out
-
-
-def _to_array(value: Any) -> np.ndarray:
-    """``value`` (ndarray, chumpy stub, sparse matrix, string, number) as an ndarray."""
-    if isinstance(value, np.ndarray):
-        if value.dtype == object:
-            raise _Unconvertible("it is an array of Python objects")
-        return value
-    if isinstance(value, _ChumpyStub):
-        return _chumpy_to_array(value)
-    if isinstance(value, _SparseStub):
-        return _sparse_state_to_dense(value.state, type(value).qualname())
-    if type(value).__module__.startswith("scipy.sparse"):
-        return _scipy_sparse_to_dense(value)
-    if isinstance(value, bytes):
-        return np.asarray(value.decode("latin1"))
-    if isinstance(value, (str, bool, int, float, np.generic)):
-        return np.asarray(value)
-    if isinstance(value, (list, tuple)):
-        try:
-            arr = np.asarray(value)
-        except ValueError as err:
-            raise _Unconvertible(f"a ragged {type(value).__name__}") from err
-        if arr.dtype == object:
-            raise _Unconvertible(f"a {type(value).__name__} of non-numbers")
-        return arr
-    raise _Unconvertible(f"it is a {type(value).__module__}.{type(value).__name__}, not an array")
-
-
-def _chumpy_to_array(stub: _ChumpyStub) -> np.ndarray:
-    """The value of a pickled chumpy object: its ``'x'`` term, else the one ndarray in its state."""
-    state = stub.state
-    name = type(stub).qualname()
-    if isinstance(state, tuple) and len(state) == 2 and isinstance(state[0], dict):
-        state = state[0]  # (dict, slots) form
-    if not isinstance(state, dict):
-        raise _Unconvertible(f"a {name} object with no pickled state dict")
-    if "x" in state:
-        try:
-            return np.asarray(_to_array(state["x"]), dtype=np.float64)
-        except (TypeError, ValueError) as err:
-            raise _Unconvertible(f"a {name} object whose 'x' is not numeric") from err
-    candidates = [v for v in state.values() if isinstance(v, np.ndarray) and v.dtype != object]
-    if len(candidates) == 1:
-        return candidates[0]
-    raise _Unconvertible(
-        f"a {name} object (a chumpy expression, not a plain array) that cannot be evaluated "
-        "without chumpy; load the file once with chumpy installed and save its arrays as .npz"
-    )
-
-
-def _scipy_sparse_to_dense(matrix: Any) -> np.ndarray:
-    """A scipy.sparse matrix as a dense float64 array (from its fields if ``toarray`` fails)."""
-    try:
-        return np.asarray(matrix.toarray(), dtype=np.float64)
-    except Exception:  # an old pickle scipy cannot finish restoring: decode its fields
-        return _sparse_state_to_dense(vars(matrix), type(matrix).__name__)
-
-
-def _sparse_state_to_dense(state: Any, name: str) -> np.ndarray:
-    """Decode the pickled fields of a csc/csr/coo matrix into a dense float64 array."""
-    need_scipy = _Unconvertible(
-        f"a {name} matrix this reader cannot decode without scipy; run `pip install scipy` and retry"
-    )
-    if not isinstance(state, dict):
-        raise need_scipy
-    shape = state.get("_shape", state.get("shape"))
-    fmt = state.get("format", name.split(".")[-1][:3])
-    try:
-        rows, cols = (int(n) for n in shape)
-        dense = np.zeros((rows, cols), dtype=np.float64)
-        data = np.asarray(state["data"], dtype=np.float64)
-        if fmt in ("csc", "csr"):
-            indices = np.asarray(state["indices"], dtype=np.int64)
-            indptr = np.asarray(state["indptr"], dtype=np.int64)
-            outer = np.repeat(np.arange(len(indptr) - 1), np.diff(indptr))
-            r, c = (indices, outer) if fmt == "csc" else (outer, indices)
-        elif fmt == "coo":
-            r = np.asarray(state.get("row", state.get("coords", (None, None))[0]), dtype=np.int64)
-            c = np.asarray(state.get("col", state.get("coords", (None, None))[1]), dtype=np.int64)
-        else:
-            raise need_scipy
-        np.add.at(dense, (r, c), data)
-    except (KeyError, TypeError, ValueError, IndexError) as err:
-        raise need_scipy from err
-    return dense
 
 
 # ---- checking ------------------------------------------------------------------------------------

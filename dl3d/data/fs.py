@@ -8,6 +8,7 @@ endpoint (MinIO, Ceph, a moto server). Explicit ``storage_options`` win over the
 
 from __future__ import annotations
 
+import io
 import os
 import posixpath
 import uuid
@@ -85,6 +86,74 @@ def put_bytes(fs: fsspec.AbstractFileSystem, path: str, data: bytes) -> None:
 
 def get_bytes(fs: fsspec.AbstractFileSystem, path: str) -> bytes:
     return fs.cat_file(path)
+
+
+def write_file(url: str | os.PathLike[str], data: bytes, storage_options: dict[str, Any] | None = None) -> str:
+    """Write ``data`` to a file at a local path or any fsspec URL, whole or not at all (see ``put_bytes``).
+
+    Local parent folders are created. Returns the path or URL as given (``os.fspath``).
+    """
+    text = os.fspath(url)
+    fs, path = resolve(_expand(text), storage_options)
+    put_bytes(fs, path, data)
+    return text
+
+
+# ---- user-given files (assets) ---------------------------------------------------------------------
+
+
+def read_asset(
+    url: str | os.PathLike[str],
+    *,
+    what: str = "file",
+    hint: str = "",
+    storage_options: dict[str, Any] | None = None,
+) -> bytes:
+    """The whole content of a user-given file: a body model, a GMM prior, a checkpoint, weights.
+
+    Every asset dl3d reads comes through here, so any fsspec URL works wherever a path does (a
+    cluster's workers share no disk: ``s3://bucket/gmm_08.pkl`` reaches them all).
+
+    Args:
+        url: a local path (``~`` expanded), ``file://...``, ``s3://...`` or any fsspec URL.
+        what: what the file is, for messages (``"GMM prior file"``, ``"SynSin checkpoint"``).
+        hint: what to do when it is missing; appended to the not-found message after ``"; "``.
+        storage_options: fsspec options; S3 settings come from the environment (module docstring).
+
+    Raises:
+        ValueError: an empty ``url``.
+        FileNotFoundError: no file there (or a folder): ``"{what} not found: {url}[; {hint}]"``.
+        OSError: the file exists but cannot be read; the message names ``what`` and ``url``.
+    """
+    text = os.fspath(url)
+    if not text.strip():
+        raise ValueError(f"expected the path or URL of a {what}, got an empty string")
+    missing = f"{what} not found: {text}" + (f"; {hint}" if hint else "")
+    try:
+        fs, path = resolve(_expand(text), storage_options)
+        if fs.isdir(path):
+            raise FileNotFoundError(f"{missing} (it is a folder)")
+        return fs.cat_file(path)
+    except FileNotFoundError as err:
+        raise FileNotFoundError(str(err) if str(err).startswith(missing) else missing) from None
+    except OSError as err:
+        raise OSError(f"cannot read {what} {text}: {err}") from err
+
+
+def open_asset(
+    url: str | os.PathLike[str],
+    *,
+    what: str = "file",
+    hint: str = "",
+    storage_options: dict[str, Any] | None = None,
+) -> io.BytesIO:
+    """``read_asset`` as a seekable binary file object (for ``torch.load``, ``pickle``, ``np.load``)."""
+    return io.BytesIO(read_asset(url, what=what, hint=hint, storage_options=storage_options))
+
+
+def _expand(text: str) -> str:
+    """``~`` expanded in a local path; URLs unchanged."""
+    return text if "://" in text else os.path.expanduser(text)
 
 
 def exists(fs: fsspec.AbstractFileSystem, path: str) -> bool:

@@ -14,7 +14,6 @@ fallback, NOT the CMU prior.
 
 from __future__ import annotations
 
-import io
 import math
 import os
 import pickle
@@ -23,6 +22,9 @@ from typing import Any
 import numpy as np
 import torch
 from torch import Tensor, nn
+
+from dl3d.body.legacy_pickle import load_restricted_pickle
+from dl3d.data import fs as fsx
 
 __all__ = [
     "ANGLE_PRIOR_INDICES",
@@ -117,22 +119,8 @@ def _check_gmm_arrays(arrays: dict[str, np.ndarray], source: str) -> None:
                                 f"covars[{i}] is not") from None
 
 
-class _GmmUnpickler(pickle.Unpickler):
-    """Plain containers and numpy arrays only (no code runs while reading a prior file)."""
-
-    _NUMPY = {"numpy", "numpy.core.multiarray", "numpy._core.multiarray", "numpy.core.numeric", "numpy._core.numeric"}
-    _OK = {("copy_reg", "_reconstructor"), ("copyreg", "_reconstructor"), ("_codecs", "encode"),
-           ("builtins", "object"), ("__builtin__", "object"), ("collections", "OrderedDict")}
-
-    def find_class(self, module: str, name: str) -> Any:
-        if (module in self._NUMPY and name in {"_reconstruct", "scalar", "dtype", "ndarray", "_frombuffer"}) \
-                or (module, name) in self._OK:
-            return super().find_class(module, name)
-        raise pickle.UnpicklingError(f"refusing to unpickle {module}.{name}: a GMM prior file holds numpy arrays")
-
-
 def load_gmm_prior(path: str | os.PathLike[str]) -> GmmPosePrior:
-    """Read a GMM pose prior in SMPLify's ``gmm_08.pkl`` format.
+    """Read a GMM pose prior in SMPLify's ``gmm_08.pkl`` format from a local path or any fsspec URL.
 
     The file is a pickle (Python 2 pickles read with ``encoding="latin1"``) of a dict with
     ``'means'`` (K, 69), ``'covars'`` (K, 69, 69) and ``'weights'`` (K,) arrays (K = 8 for
@@ -142,15 +130,14 @@ def load_gmm_prior(path: str | os.PathLike[str]) -> GmmPosePrior:
     """
     source = os.fspath(path)
     try:
-        with open(source, "rb") as handle:
-            data = handle.read()
+        data = fsx.read_asset(source, what="GMM prior file")
     except FileNotFoundError:
         raise GmmPriorError(f"{source}: GMM prior file not found (SMPLify's gmm_08.pkl comes with the "
                             "SMPLify download, https://smplify.is.tue.mpg.de)") from None
     except OSError as err:
         raise GmmPriorError(f"{source}: cannot read the GMM prior file ({err})") from err
     try:
-        obj = _GmmUnpickler(io.BytesIO(data), encoding="latin1").load()
+        obj = load_restricted_pickle(data, holds="a GMM prior file holds numpy arrays")
     except Exception as err:  # any failure inside pickle means a damaged or foreign file
         raise GmmPriorError(f"{source}: not a readable GMM prior pickle ({type(err).__name__}: {err}); "
                             "expected a dict with 'means' (K, 69), 'covars' (K, 69, 69), 'weights' (K,)") from err
@@ -174,17 +161,13 @@ def write_gmm_file(path: str | os.PathLike[str], means: Any, covars: Any, weight
     """Write a GMM pose prior in SMPLify's ``gmm_08.pkl`` format (protocol-2 pickle of a dict).
 
     means: (K, 69), covars: (K, 69, 69), weights: (K,) float arrays (checked as ``load_gmm_prior``
-    checks them). Returns the path written. For tests and for priors users train themselves.
+    checks them) to a local path or any fsspec URL, whole or not at all. Returns ``path`` as a string.
+    For tests and for priors users train themselves.
     """
     arrays = {"means": np.asarray(means, dtype=np.float64), "covars": np.asarray(covars, dtype=np.float64),
               "weights": np.asarray(weights, dtype=np.float64)}
     _check_gmm_arrays(arrays, "<arrays to write>")
-    target = os.fspath(path)
-    tmp = f"{target}.tmp-{os.getpid()}"
-    with open(tmp, "wb") as handle:
-        pickle.dump(arrays, handle, protocol=2)
-    os.replace(tmp, target)
-    return target
+    return fsx.write_file(path, pickle.dumps(arrays, protocol=2))
 
 
 # Hand-chosen relaxed standing pose (mean) and spread (std) per joint and axis, radians.
