@@ -1,246 +1,268 @@
-"""The ``dl3d`` command line.
+"""The ``dl3d`` command line: one table, :data:`COMMANDS`, that the parser, the tests and the README read.
 
-    dl3d body make-model --out DIR                        a procedural body model in SMPL's file format
-    dl3d data make smpl-params --out URL                  a synthetic dataset of SMPL parameters
-    dl3d smpl export --input URL --output URL --model F   posed joints / vertices / meshes for every row
-    dl3d ingest openpose|coco --input DIR --output URL    keypoint JSON from other tools -> keypoints2d dataset
-    dl3d train MODEL --data URL --storage URL             distributed training on Ray Train (re-running resumes)
-    dl3d inspect URL                                      what a dataset or job output holds
+Each row names its code as ``"module:attribute"`` strings (as ``FAMILY_MODULES`` does for training
+families), imported only when that command is run or asked for ``--help``: ``dl3d --help`` and
+``dl3d smpl fit --help`` import neither torch nor Ray. Options come from config dataclasses
+(``dl3d.jobs.cli_args``); a batch job's are its worker's config plus the runner's
+(``dl3d.jobs.runner_config``). Adding a batch job is one :class:`BatchJob` row.
 
-Job options are generated from the config dataclasses (``dl3d.jobs.cli_args``).
+The commands, in the table's order:
+
 """
 
 from __future__ import annotations
 
 import argparse
+import importlib
 import sys
 from dataclasses import dataclass
-from typing import Callable
+from typing import Any, Sequence
 
-from dl3d.jobs.cli_args import add_dataclass_arguments, dataclass_from_args
-from dl3d.jobs.runner import RunnerConfig, run_shards
+Arg = tuple[tuple[str, ...], dict[str, Any]]
+"""One plain ``argparse`` argument: (flags, keyword arguments)."""
+
+
+def arg(*flags: str, **kwargs: Any) -> Arg:
+    """An argument of a :class:`Command` row, spelt as for ``parser.add_argument``."""
+    return flags, kwargs
+
+
+def load(path: str) -> Any:
+    """The object a ``"module:attribute"`` string names (``ValueError`` when it does not resolve)."""
+    module, _, attr = path.partition(":")
+    if not module or not attr:
+        raise ValueError(f"expected 'module:attribute', got {path!r}")
+    try:
+        return getattr(importlib.import_module(module), attr)
+    except AttributeError as exc:
+        raise ValueError(f"{path}: module {module} has no attribute {attr!r}") from exc
+
+
+@dataclass(frozen=True)
+class Command:
+    """``dl3d WORDS`` runs ``run`` (``"module:function"``, called with the parsed args, returns the exit code)."""
+
+    words: str
+    run: str
+    help: str
+    args: tuple[Arg, ...] = ()
+    """Plain arguments, added before the config options."""
+    config: tuple[str, ...] = ()
+    """``"module:Class"`` config dataclasses whose fields become options."""
+    description: str | None = None
+
+    def add_options(self, p: argparse.ArgumentParser) -> None:
+        from dl3d.jobs.cli_args import add_dataclass_arguments
+
+        for flags, kwargs in self.args:
+            p.add_argument(*flags, **kwargs)
+        for cls in self.config:
+            add_dataclass_arguments(p, load(cls))
+        p.set_defaults(func=load(self.run))
 
 
 @dataclass(frozen=True)
 class BatchJob:
-    """One entry of the job registry: ``dl3d GROUP NAME`` runs ``worker`` over a dataset."""
+    """``dl3d WORDS --input URL --output URL``: the shard runner drives ``worker`` (a ``ShardWorker``)
+    with ``config`` (its options dataclass, in a module that imports no torch) over every shard."""
 
-    group: str
-    name: str
+    words: str
+    worker: str
+    """``"module:Class"`` of the worker, imported when the job runs."""
+    config: str
+    """``"module:Class"`` of the worker's config dataclass (``worker.config_cls``), imported for ``--help``."""
     help: str
-    worker: Callable[[], type]
-    """Returns the worker class (imported lazily, so ``dl3d --help`` stays fast)."""
 
+    @property
+    def description(self) -> str:
+        return self.help
 
-def _smpl_export_worker() -> type:
-    from dl3d.workers.smpl_export import SmplExportWorker
+    def worker_class(self) -> type:
+        worker = load(self.worker)
+        if worker.config_cls is not load(self.config):
+            raise TypeError(f"{self.worker}.config_cls is {worker.config_cls.__name__}, the CLI table says {self.config}")
+        return worker
 
-    return SmplExportWorker
+    def add_options(self, p: argparse.ArgumentParser) -> None:
+        from dl3d.jobs.cli_args import add_dataclass_arguments
+        from dl3d.jobs.commands import run_batch_job
+        from dl3d.jobs.runner_config import RunnerConfig
 
-
-JOBS: dict[tuple[str, str], BatchJob] = {}
-
-
-def register(job: BatchJob) -> None:
-    key = (job.group, job.name)
-    if key in JOBS:
-        raise ValueError(f"job 'dl3d {job.group} {job.name}' registered twice")
-    JOBS[key] = job
-
-
-def _smpl_fit_worker() -> type:
-    from dl3d.workers.smpl_fit import SmplFitWorker
-
-    return SmplFitWorker
-
-
-register(BatchJob("smpl", "fit", "SMPLify: fit SMPL bodies to a keypoints2d dataset (one shape per track, temporal)",
-                  _smpl_fit_worker))
-def _synsin_render_worker() -> type:
-    from dl3d.workers.synsin_render import SynSinRenderWorker
-
-    return SynSinRenderWorker
-
-
-register(BatchJob("synsin", "render", "SynSin mass view synthesis: views of every image along a trajectory",
-                  _synsin_render_worker))
-register(BatchJob("smpl", "export", "pose an SMPL-format body model for each row: joints, vertices, meshes",
-                  _smpl_export_worker))
-
-
-def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="dl3d", description="Distributed batch processing for 3D deep learning on Ray.")
-    groups = parser.add_subparsers(dest="group", required=True, metavar="COMMAND")
-
-    body = groups.add_parser("body", help="body model files").add_subparsers(dest="cmd", required=True)
-    mk = body.add_parser("make-model", help="write a procedural body model in SMPL's file format (NOT SMPL)")
-    mk.add_argument("--out", required=True, help="output folder; smpl_procedural.pkl (or .npz) is written there")
-    mk.add_argument("--format", choices=["pkl", "npz"], default="pkl", help="file format (default: pkl)")
-    mk.add_argument("--num-betas", type=int, default=10, help="shape directions (default: 10)")
-    mk.add_argument("--seed", type=int, default=0, help="random seed (default: 0)")
-    mk.set_defaults(func=_cmd_make_model)
-
-    data = groups.add_parser("data", help="synthetic datasets").add_subparsers(dest="cmd", required=True)
-    make = data.add_parser("make", help="generate a synthetic dataset").add_subparsers(dest="kind", required=True)
-    from dl3d.synthetic.smpl_params import SmplParamsSpec
-
-    sp = make.add_parser("smpl-params", help="smooth random SMPL motions, one row per frame")
-    sp.add_argument("--out", required=True, help="dataset URL (local path or s3://bucket/prefix)")
-    add_dataclass_arguments(sp, SmplParamsSpec)
-    sp.set_defaults(func=_cmd_make_smpl_params)
-    from dl3d.synthetic.smpl_video_dataset import SmplVideoDatasetSpec
-
-    sv = make.add_parser("smpl-video", help="synthetic keypoint videos in OpenPose JSON, with ground truth",
-                         description="Walking bodies seen by a pinhole camera: OpenPose JSON under openpose/, "
-                                     "ground-truth SMPL parameters under truth/, camera.json.")
-    sv.add_argument("--out", required=True, help="output URL (local path or s3://bucket/prefix)")
-    sv.add_argument("--model", default=None, help="SMPL-format body model file (default: the procedural model)")
-    add_dataclass_arguments(sv, SmplVideoDatasetSpec)
-    sv.set_defaults(func=_cmd_make_smpl_video)
-    from dl3d.synthetic.multiview import MultiviewSpec
-
-    mv = make.add_parser("multiview", help="rendered rooms seen from pairs of cameras (view_pairs, for SynSin)")
-    mv.add_argument("--out", required=True, help="dataset URL (local path or s3://bucket/prefix)")
-    add_dataclass_arguments(mv, MultiviewSpec)
-    mv.set_defaults(func=_cmd_make_multiview)
-
-    ingest = groups.add_parser("ingest", help="convert keypoint files from other tools into datasets").add_subparsers(
-        dest="cmd", required=True)
-    from dl3d.ingest import IngestConfig
-
-    for fmt, what in (("openpose", "OpenPose BODY_25 JSON: a folder of video folders of *_keypoints.json"),
-                      ("coco", "COCO-17 / PoseTrack keypoint JSON (a file or a folder of files)")):
-        ing = ingest.add_parser(fmt, help=what, description=what)
-        ing.add_argument("--input", required=True, help="input folder, file or URL (local or s3://)")
-        ing.add_argument("--output", required=True, help="output keypoints2d dataset URL")
-        add_dataclass_arguments(ing, IngestConfig)
-        ing.set_defaults(func=_cmd_ingest, fmt=fmt)
-
-    from dl3d.ingest import IngestRealEstateConfig
-
-    re10k = ingest.add_parser("realestate10k", help="RealEstate10K camera files + frame images -> view_pairs",
-                              description="RealEstate10K: one camera .txt per sequence (URL line, then "
-                                          "timestamp fx fy cx cy k1 k2 and a 3x4 world-to-camera pose per frame, "
-                                          "intrinsics normalised) and frames at FRAMES/<sequence>/<timestamp>.png|jpg.")
-    re10k.add_argument("--cameras", required=True, help="folder (or URL) of the per-sequence camera .txt files")
-    re10k.add_argument("--frames", required=True, help="folder (or URL) holding <sequence>/<timestamp>.png|jpg")
-    re10k.add_argument("--output", required=True, help="output view_pairs dataset URL")
-    add_dataclass_arguments(re10k, IngestRealEstateConfig)
-    re10k.set_defaults(func=_cmd_ingest_realestate10k)
-
-    from dl3d.jobs.train import add_train_parser
-
-    add_train_parser(groups)
-
-    insp = groups.add_parser("inspect", help="summarise a dataset or job output: metadata, shards, rows, columns, meshes")
-    insp.add_argument("url", help="dataset or output URL")
-    insp.set_defaults(func=_cmd_inspect)
-
-    job_groups: dict[str, argparse._SubParsersAction] = {}
-    for job in JOBS.values():
-        if job.group not in job_groups:
-            job_groups[job.group] = groups.add_parser(job.group, help=f"{job.group} jobs").add_subparsers(
-                dest="cmd", required=True)
-        worker = job.worker()
-        p = job_groups[job.group].add_parser(job.name, help=job.help, description=job.help)
         p.add_argument("--input", required=True, help="input dataset URL: a dl3d dataset or a folder of Parquet files")
         p.add_argument("--output", required=True, help="output URL; re-running the same command resumes")
-        add_dataclass_arguments(p, worker.config_cls)
+        add_dataclass_arguments(p, load(self.config))
         add_dataclass_arguments(p, RunnerConfig)
-        p.set_defaults(func=_cmd_batch_job, job=job)
-    ev = job_groups["smpl"].add_parser("evaluate", help="score SMPLify fits against ground truth (mm, px)")
-    ev.add_argument("--fit", required=True, help="output of `dl3d smpl fit`")
-    ev.add_argument("--truth", required=True, help="truth dataset with a joints column (`dl3d data make smpl-video`)")
-    ev.add_argument("--json", action="store_true", help="print the metrics as JSON")
-    ev.set_defaults(func=_cmd_evaluate)
+        p.set_defaults(func=run_batch_job, job=self)
+
+
+@dataclass(frozen=True)
+class Registry:
+    """``dl3d WORDS NAME``: one subcommand per name of a registry (training families), added by ``add``."""
+
+    words: str
+    names: str
+    """``"module:function"`` returning the names, e.g. ``known_families``."""
+    add: str
+    """``"module:function"``: ``add(subparsers, name, with_options) -> parser`` adds ``NAME``."""
+    help: str
+    metavar: str = "NAME"
+    dest: str = "name"
+    description: str | None = None
+
+
+Row = Command | BatchJob | Registry
+
+OUT = arg("--out", required=True, help="output URL (local path or s3://bucket/prefix)")
+BODY_MODEL_OPTIONAL = arg("--model", default=None, help="SMPL-format body model file (default: the procedural model)")
+INGEST_IN = arg("--input", required=True, help="input folder, file or URL (local or s3://)")
+INGEST_OUT = arg("--output", required=True, help="output keypoints2d dataset URL")
+
+COMMANDS: tuple[Row, ...] = (
+    Command("body make-model", "dl3d.jobs.commands:make_model",
+            "write a procedural body model in SMPL's file format (NOT SMPL)",
+            args=(arg("--out", required=True, help="output folder; smpl_procedural.pkl (or .npz) is written there"),
+                  arg("--format", choices=["pkl", "npz"], default="pkl", help="file format (default: pkl)"),
+                  arg("--num-betas", type=int, default=10, help="shape directions (default: 10)"),
+                  arg("--seed", type=int, default=0, help="random seed (default: 0)"))),
+    Command("data make smpl-params", "dl3d.jobs.commands:make_smpl_params",
+            "smooth random SMPL motions, one row per frame",
+            args=(OUT,), config=("dl3d.synthetic.smpl_params:SmplParamsSpec",)),
+    Command("data make smpl-video", "dl3d.jobs.commands:make_smpl_video",
+            "synthetic keypoint videos in OpenPose JSON, with ground truth",
+            args=(OUT, BODY_MODEL_OPTIONAL), config=("dl3d.synthetic.smpl_video_dataset:SmplVideoDatasetSpec",),
+            description="Walking bodies seen by a pinhole camera: OpenPose JSON under openpose/, "
+                        "ground-truth SMPL parameters under truth/, camera.json."),
+    Command("data make multiview", "dl3d.jobs.commands:make_multiview",
+            "rendered rooms seen from pairs of cameras (view_pairs, for SynSin)",
+            args=(OUT,), config=("dl3d.synthetic.multiview:MultiviewSpec",)),
+    Command("ingest openpose", "dl3d.jobs.commands:ingest_openpose",
+            "OpenPose BODY_25 JSON: a folder of video folders of *_keypoints.json",
+            args=(INGEST_IN, INGEST_OUT), config=("dl3d.ingest:IngestConfig",)),
+    Command("ingest coco", "dl3d.jobs.commands:ingest_coco",
+            "COCO-17 / PoseTrack keypoint JSON (a file or a folder of files)",
+            args=(INGEST_IN, INGEST_OUT), config=("dl3d.ingest:IngestConfig",)),
+    Command("ingest realestate10k", "dl3d.jobs.commands:ingest_realestate10k",
+            "RealEstate10K camera files + frame images -> view_pairs",
+            args=(arg("--cameras", required=True, help="folder (or URL) of the per-sequence camera .txt files"),
+                  arg("--frames", required=True, help="folder (or URL) holding <sequence>/<timestamp>.png|jpg"),
+                  arg("--output", required=True, help="output view_pairs dataset URL")),
+            config=("dl3d.ingest:IngestRealEstateConfig",),
+            description="RealEstate10K: one camera .txt per sequence (URL line, then timestamp fx fy cx cy k1 k2 "
+                        "and a 3x4 world-to-camera pose per frame, intrinsics normalised) and frames at "
+                        "FRAMES/<sequence>/<timestamp>.png|jpg."),
+    BatchJob("smpl fit", "dl3d.workers.smpl_fit:SmplFitWorker", "dl3d.workers.smpl_config:SmplFitConfig",
+             "SMPLify: fit SMPL bodies to a keypoints2d dataset (one shape per track, temporal)"),
+    BatchJob("smpl export", "dl3d.workers.smpl_export:SmplExportWorker", "dl3d.workers.smpl_config:SmplExportConfig",
+             "pose an SMPL-format body model for each row: joints, vertices, meshes"),
+    Command("smpl evaluate", "dl3d.jobs.commands:evaluate_fit", "score SMPLify fits against ground truth (mm, px)",
+            args=(arg("--fit", required=True, help="output of `dl3d smpl fit`"),
+                  arg("--truth", required=True, help="truth dataset with a joints column (`dl3d data make smpl-video`)"),
+                  arg("--json", action="store_true", help="print the metrics as JSON"))),
+    BatchJob("synsin render", "dl3d.workers.synsin_render:SynSinRenderWorker",
+             "dl3d.workers.synsin_config:SynSinRenderConfig",
+             "SynSin mass view synthesis: views of every image along a trajectory"),
+    Registry("train", "dl3d.train.family:known_families", "dl3d.jobs.train:add_family_parser",
+             "train a model family on Ray Train (re-running resumes)", metavar="MODEL", dest="model",
+             description="Distributed training of a model family on Ray Train; the same command again resumes."),
+    Command("inspect", "dl3d.jobs.commands:inspect",
+            "summarise a dataset or job output: metadata, shards, rows, columns, meshes",
+            args=(arg("url", help="dataset or output URL"),)),
+)
+"""Every ``dl3d`` command, in the order ``dl3d --help`` lists them."""
+
+GROUP_HELP: dict[str, str] = {
+    "body": "body model files",
+    "data": "synthetic datasets",
+    "data make": "generate a synthetic dataset",
+    "ingest": "convert files from other tools into datasets",
+    "smpl": "SMPL bodies: fit to keypoints, export, evaluate",
+    "synsin": "SynSin view synthesis",
+}
+"""One line of help per command group (a group missing here is described as '<name> commands')."""
+
+_DESTS = ("group", "cmd", "kind", "sub")
+
+
+def command_tree(rows: Sequence[Row] = COMMANDS) -> dict[str, Any]:
+    """Nested dict of command words -> row (a leaf) or dict (a group); duplicates raise ``ValueError``."""
+    root: dict[str, Any] = {}
+    for row in rows:
+        *groups, leaf = row.words.split()
+        node = root
+        for i, g in enumerate(groups):
+            node = node.setdefault(g, {})
+            if not isinstance(node, dict):
+                raise ValueError(f"'dl3d {' '.join(groups[:i + 1])}' is both a command and a group")
+        if leaf in node:
+            raise ValueError(f"'dl3d {row.words}' is registered twice")
+        node[leaf] = row
+    return root
+
+
+def usage_lines(rows: Sequence[Row] = COMMANDS) -> list[str]:
+    """``dl3d WORDS    help`` for every row, in order."""
+    return [f"    dl3d {(r.words + (' ' + r.metavar if isinstance(r, Registry) else '')):<24}{r.help}" for r in rows]
+
+
+def build_parser(argv: Sequence[str] | None = None) -> argparse.ArgumentParser:
+    """The ``dl3d`` parser.
+
+    Args:
+        argv: the command line about to be parsed. Only the command it names gets its options (so
+            ``--help`` imports no model code); None builds every command in full.
+    """
+    selected = None if argv is None else tuple(_command_words(argv))
+    parser = argparse.ArgumentParser(
+        prog="dl3d", description="Distributed batch processing for 3D deep learning on Ray.",
+        epilog="commands:\n" + "\n".join(usage_lines()), formatter_class=argparse.RawDescriptionHelpFormatter)
+    _add_level(parser, command_tree(), (), selected)
     return parser
 
 
-def _cmd_make_model(args: argparse.Namespace) -> int:
-    from dl3d.body import make_procedural_body_model, write_body_model
-
-    path = write_body_model(make_procedural_body_model(num_betas=args.num_betas, seed=args.seed), args.out, fmt=args.format)
-    print(f"wrote {path} (procedural body model, NOT SMPL)")
-    return 0
-
-
-def _cmd_make_smpl_params(args: argparse.Namespace) -> int:
-    from dl3d.synthetic.smpl_params import SmplParamsSpec, write_smpl_params_dataset
-
-    meta = write_smpl_params_dataset(args.out, dataclass_from_args(SmplParamsSpec, args))
-    print(f"wrote {meta['num_rows']} rows in {meta['num_shards']} shards to {args.out}")
-    return 0
+def _command_words(argv: Sequence[str]) -> list[str]:
+    words = []
+    for a in argv:
+        if a.startswith("-"):
+            break
+        words.append(a)
+    return words
 
 
-def _cmd_make_smpl_video(args: argparse.Namespace) -> int:
-    from dl3d.body import make_procedural_body_model, read_body_model_arrays
-    from dl3d.synthetic.smpl_video_dataset import SmplVideoDatasetSpec, write_smpl_video_dataset
-
-    arrays = read_body_model_arrays(args.model) if args.model else make_procedural_body_model()
-    meta = write_smpl_video_dataset(args.out, arrays, dataclass_from_args(SmplVideoDatasetSpec, args))
-    cam = meta["camera"]
-    print(f"wrote {meta['num_rows']} frames of {args.videos} videos to {args.out} "
-          f"(image {cam['image_width']}x{cam['image_height']}, focal {cam['focal_length']} px)")
-    return 0
-
-
-def _cmd_make_multiview(args: argparse.Namespace) -> int:
-    from dl3d.synthetic.multiview import MultiviewSpec, write_multiview_dataset
-
-    meta = write_multiview_dataset(args.out, dataclass_from_args(MultiviewSpec, args))
-    print(f"wrote {meta['num_rows']} view pairs in {meta['num_shards']} shards to {args.out}")
-    return 0
-
-
-def _cmd_ingest_realestate10k(args: argparse.Namespace) -> int:
-    from dl3d.ingest import IngestRealEstateConfig, ingest_realestate10k
-
-    report = ingest_realestate10k(args.cameras, args.frames, args.output, dataclass_from_args(IngestRealEstateConfig, args))
-    print(report.summary())
-    for item in report.skipped:
-        print(f"  skipped {item.name}: {item.reason}")
-    return 0
+def _add_level(parser: argparse.ArgumentParser, node: dict[str, Any], path: tuple[str, ...],
+               selected: tuple[str, ...] | None) -> None:
+    subs = parser.add_subparsers(dest=_DESTS[min(len(path), len(_DESTS) - 1)], required=True, metavar="COMMAND")
+    for name, child in node.items():
+        here = path + (name,)
+        expand = selected is None or selected[:len(here)] == here
+        if isinstance(child, dict):
+            words = " ".join(here)
+            p = subs.add_parser(name, help=GROUP_HELP.get(words, f"{name} commands"), description=GROUP_HELP.get(words))
+            if expand:
+                _add_level(p, child, here, selected)
+        elif isinstance(child, Registry):
+            p = subs.add_parser(name, help=child.help, description=child.description or child.help)
+            if expand:
+                chosen = None if selected is None or len(selected) <= len(here) else selected[len(here)]
+                models = p.add_subparsers(dest=child.dest, required=True, metavar=child.metavar)
+                for item in load(child.names)():
+                    q = load(child.add)(models, item, selected is None or item == chosen)
+                    if selected is None or item == chosen:
+                        _add_common(q)
+        else:
+            p = subs.add_parser(name, help=child.help, description=child.description or child.help)
+            if expand:
+                child.add_options(p)
+                _add_common(p)
 
 
-def _cmd_evaluate(args: argparse.Namespace) -> int:
-    import json
-
-    from dl3d.fitting.evaluation import evaluate_fit, format_report
-
-    result = evaluate_fit(args.fit, args.truth)
-    print(json.dumps(result, indent=2) if args.json else format_report(result))
-    return 0
-
-
-def _cmd_ingest(args: argparse.Namespace) -> int:
-    from dl3d.ingest import IngestConfig, ingest_coco, ingest_openpose
-
-    run = ingest_openpose if args.fmt == "openpose" else ingest_coco
-    report = run(args.input, args.output, dataclass_from_args(IngestConfig, args))
-    print(report.summary())
-    for item in report.skipped:
-        print(f"  skipped {item.name}: {item.reason}")
-    return 0
-
-
-def _cmd_inspect(args: argparse.Namespace) -> int:
-    from dl3d.data.inspect import describe
-
-    print(describe(args.url))
-    return 0
-
-
-def _cmd_batch_job(args: argparse.Namespace) -> int:
-    job: BatchJob = args.job
-    worker = job.worker()
-    report = run_shards(f"dl3d {job.group} {job.name}", worker, dataclass_from_args(worker.config_cls, args),
-                        args.input, args.output, dataclass_from_args(RunnerConfig, args))
-    print(report.summary())
-    return report.exit_code
+def _add_common(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--verbose", action="store_true",
+                   help="also show Ray's own log lines (they are always kept in Ray's log files)")
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    argv = sys.argv[1:] if argv is None else list(argv)
+    args = build_parser(argv).parse_args(argv)
     try:
         return args.func(args)
     except (ValueError, FileNotFoundError) as exc:  # DataError, BodyModelError and bad options are ValueErrors
@@ -250,6 +272,8 @@ def main(argv: list[str] | None = None) -> int:
         print("dl3d: interrupted; re-run the same command to resume", file=sys.stderr)
         return 130
 
+
+__doc__ = (__doc__ or "") + "\n".join(usage_lines()) + "\n"
 
 if __name__ == "__main__":
     sys.exit(main())

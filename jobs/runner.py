@@ -26,34 +26,12 @@ from typing import Any
 import ray
 from tqdm import tqdm
 
-from dl3d.config import opt
 from dl3d.data import JobOutput, Shard, list_shards
 from dl3d.jobs.ray_env import cluster_cpus, cluster_gpus, ensure_ray, worker_runtime_env
+from dl3d.jobs.runner_config import RunnerConfig  # noqa: F401  (defined apart so the CLI needs no Ray)
 from dl3d.workers.base import ShardResult, ShardTask, ShardWorker
 
 VERSIONED_PACKAGES = ("dl3d", "torch", "easypytorch3d", "smplx", "ray", "pyarrow", "fsspec", "s3fs", "numpy")
-
-
-@dataclass
-class RunnerConfig:
-    """How a batch job runs on Ray."""
-
-    workers: int = opt(0, "number of workers; 0 = one per GPU if the cluster has GPUs, else one per --num-cpus CPUs")
-    num_gpus: float | None = opt(None, "GPUs per worker (default: 1 if the cluster has GPUs, else 0)")
-    num_cpus: float = opt(1.0, "CPUs per worker; also its torch thread count")
-    max_attempts: int = opt(3, "attempts per shard (worker errors and worker deaths) before it goes to _errors/")
-    ray_address: str | None = opt(None, "Ray cluster to join (default: $RAY_ADDRESS, else an embedded local Ray)")
-    progress: bool = opt(True, "show a progress bar on stderr")
-
-    def __post_init__(self):
-        if self.workers < 0:
-            raise ValueError(f"workers must be >= 0, got {self.workers}")
-        if self.max_attempts < 1:
-            raise ValueError(f"max_attempts must be >= 1, got {self.max_attempts}")
-        if self.num_cpus <= 0:
-            raise ValueError(f"num_cpus must be > 0, got {self.num_cpus}")
-        if self.num_gpus is not None and self.num_gpus < 0:
-            raise ValueError(f"num_gpus must be >= 0, got {self.num_gpus}")
 
 
 @dataclass

@@ -32,7 +32,7 @@ from dl3d.config import opt
 from dl3d.data import DataError, list_shards, read_meta
 from dl3d.data import fs as fsx
 from dl3d.train.checkpoint import metrics_to_csv
-from dl3d.train.family import ModelFamily, config_to_dict, get_family, known_families
+from dl3d.train.family import ModelFamily, config_to_dict, get_family
 from dl3d.jobs.cli_args import add_dataclass_arguments, dataclass_from_args
 
 RUN_RECORD = "_train.json"
@@ -297,27 +297,27 @@ def _claim_run(fs, run_root: str, run_url: str, meta: dict[str, Any], cfg: Train
                                         sort_keys=True, default=str) + "\n").encode())
 
 
-def add_train_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
-    """Register ``dl3d train MODEL ...`` on the ``dl3d`` parser's top-level subparsers.
+def add_family_parser(subparsers: argparse._SubParsersAction, name: str,
+                      with_options: bool = True) -> argparse.ArgumentParser:
+    """Add ``dl3d train NAME`` for family ``name`` to the ``dl3d train`` subparsers (the CLI table's
+    ``train`` row calls this once per known family).
 
-    Each known family becomes ``dl3d train NAME`` with the :class:`TrainConfig` options and its own
-    config fields as options (a given option overrides the ``--preset`` value). Sets
-    ``func=_cmd_train`` (returns an exit code).
+    With ``with_options`` the parser gets the :class:`TrainConfig` options and the family's config
+    fields (a given option overrides the ``--preset`` value) and sets ``func`` (returns an exit code);
+    without, only its name and help (``dl3d train --help``).
     """
-    train = subparsers.add_parser("train", help="train a model family on Ray Train (re-running resumes)",
-                                  description=__doc__.split("\n\n")[0])
-    models = train.add_subparsers(dest="model", required=True, metavar="MODEL")
-    for name in known_families():
-        family = get_family(name)
-        clash = _field_names(TrainConfig) & _field_names(family.config_cls)
-        if clash:
-            raise TypeError(f"family {name!r}: config fields {sorted(clash)} clash with TrainConfig options")
-        p = models.add_parser(name, help=family.doc, description=family.doc)
-        add_dataclass_arguments(p, TrainConfig)
-        add_dataclass_arguments(p, family.config_cls)
-        p.set_defaults(**{f.name: None for f in dataclasses.fields(family.config_cls) if f.init})
-        p.set_defaults(func=_cmd_train, family=family)
-    return train
+    family = get_family(name)
+    p = subparsers.add_parser(name, help=family.doc, description=family.doc)
+    if not with_options:
+        return p
+    clash = _field_names(TrainConfig) & _field_names(family.config_cls)
+    if clash:
+        raise TypeError(f"family {name!r}: config fields {sorted(clash)} clash with TrainConfig options")
+    add_dataclass_arguments(p, TrainConfig)
+    add_dataclass_arguments(p, family.config_cls)
+    p.set_defaults(**{f.name: None for f in dataclasses.fields(family.config_cls) if f.init})
+    p.set_defaults(func=_cmd_train, family=family)
+    return p
 
 
 def _field_names(cls: type) -> set[str]:

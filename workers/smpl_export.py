@@ -2,40 +2,15 @@
 
 from __future__ import annotations
 
-
-from dataclasses import dataclass
-from typing import Literal
-
 import numpy as np
 import pyarrow as pa
 import torch
 
-from dl3d.config import opt
 from dl3d.data import JobOutput, list_to_arrow, read_table
 from dl3d.data.smpl_tables import SMPL_EXPORT, SMPL_PARAMS, decode_smpl_params, passthrough_columns
 from dl3d.mesh import encode_mesh
 from dl3d.workers.base import ShardTask, ShardWorker
-
-
-@dataclass
-class SmplExportConfig:
-    """Options of the SMPL export job."""
-
-    model: str = opt(help="path of an SMPL-format body model file (.pkl/.npz): SMPL_NEUTRAL.pkl or `dl3d body make-model`")
-    vertices: bool = opt(False, "also store the (6890, 3) posed vertices of each row in the Parquet output")
-    meshes: Literal["none", "ply", "obj"] = opt("none", "write one mesh file per row under meshes/ (binary PLY or OBJ)")
-    batch_size: int = opt(1024, "rows per body-model forward pass")
-    num_betas: int = opt(10, "shape coefficients of the body model to use (input rows may give fewer)")
-
-    def __post_init__(self):
-        if not self.model:
-            raise ValueError("model: give the path of an SMPL-format body model file (.pkl/.npz)")
-        if self.batch_size < 1:
-            raise ValueError(f"batch_size must be >= 1, got {self.batch_size}")
-        if self.meshes not in ("none", "ply", "obj"):
-            raise ValueError(f"meshes must be one of none, ply, obj; got {self.meshes!r}")
-        if self.num_betas < 1:
-            raise ValueError(f"num_betas must be >= 1, got {self.num_betas}")
+from dl3d.workers.smpl_config import SmplExportConfig
 
 
 def smpl_forward(model, betas, global_orient, body_pose, transl, batch_size: int, vertices: bool):

@@ -2,55 +2,17 @@
 
 from __future__ import annotations
 
-import dataclasses
-from dataclasses import dataclass
-from typing import Literal
-
 import numpy as np
 import pyarrow as pa
 import torch
 
-from dl3d.config import opt
 from dl3d.data import DataError, JobOutput, arrow_to_tensor, list_to_arrow, read_table, tensor_to_arrow
 from dl3d.data.keypoint_tables import KEYPOINTS2D, NUM_KEYPOINTS
 from dl3d.data.smpl_tables import SMPL_FIT
 from dl3d.mesh import encode_mesh
 from dl3d.workers.base import ShardTask, ShardWorker
+from dl3d.workers.smpl_config import SmplFitConfig
 from dl3d.workers.smpl_export import smpl_forward
-
-
-@dataclass
-class SmplFitConfig:
-    """Options of the SMPLify fit job."""
-
-    model: str = opt(help="path of an SMPL-format body model file (.pkl/.npz): SMPL_NEUTRAL.pkl or `dl3d body make-model`")
-    preset: Literal["default", "fast", "per-frame"] = opt(
-        "default", "SMPLify preset: default (accuracy), fast (throughput), per-frame (no temporal term, no shared shape)")
-    gmm: str = opt("", "SMPLify pose prior file (gmm_08.pkl); empty = built-in fallback, which is NOT the CMU prior")
-    temporal_weight: float | None = opt(None, "override the preset's temporal smoothness weight (0 = per-frame fits)")
-    focal_length: float | None = opt(None, "focal length in pixels where the dataset has none "
-                                           "(default: the image diagonal, about a 53 degree field of view)")
-    image_width: int | None = opt(None, "image width in pixels where the dataset has none")
-    image_height: int | None = opt(None, "image height in pixels where the dataset has none")
-    meshes: Literal["none", "ply", "obj"] = opt("none", "write one mesh per fitted row under meshes/")
-    max_rows: int = opt(20000, "fit at most this many rows at once (whole tracks are kept together)")
-
-    def __post_init__(self):
-        if not self.model:
-            raise ValueError("model: give the path of an SMPL-format body model file (.pkl/.npz)")
-        if self.focal_length is not None and self.focal_length <= 0:
-            raise ValueError(f"focal_length must be > 0, got {self.focal_length}")
-        if self.max_rows < 1:
-            raise ValueError(f"max_rows must be >= 1, got {self.max_rows}")
-
-    def smplify(self):
-        from dl3d.fitting.smplify import SMPLIFY_PRESETS
-
-        cfg = dataclasses.replace(SMPLIFY_PRESETS[self.preset], gmm_path=self.gmm)
-        if self.temporal_weight is not None:
-            cfg = dataclasses.replace(cfg, temporal_weight=self.temporal_weight)
-        return cfg
-
 
 FIT_FIELDS = ("betas", "global_orient", "body_pose", "transl", "joints3d", "reprojection_error_px", "loss", "status",
               "flipped")

@@ -3,18 +3,16 @@
 from __future__ import annotations
 
 import io
-from dataclasses import dataclass
-from typing import Literal
 
 import numpy as np
 import pyarrow as pa
 import torch
 
-from dl3d.config import opt
 from dl3d.data import DataError, JobOutput, arrow_to_tensor, read_table
 from dl3d.data import fs as fsx
 from dl3d.data.view_tables import IMAGES
 from dl3d.workers.base import ShardTask, ShardWorker
+from dl3d.workers.synsin_config import SynSinRenderConfig
 
 RENDER_INDEX = pa.schema([
     pa.field("id", pa.string()), pa.field("source_id", pa.string()), pa.field("view", pa.int64()),
@@ -23,26 +21,6 @@ RENDER_INDEX = pa.schema([
 ])
 """One row per requested view: ``{source_id}/{view:03d}``, the source-to-target pose, the PNG path
 relative to the output prefix (null when the source could not be rendered), status and error."""
-
-
-@dataclass
-class SynSinRenderConfig:
-    """Options of the SynSin mass view synthesis job."""
-
-    checkpoint: str = opt(help="SynSin checkpoint: a checkpoint folder of `dl3d train synsin` or a .pt file (any URL)")
-    trajectory: Literal["orbit", "dolly", "pan", "explicit"] = opt(
-        "orbit", "camera path per source image; explicit = the input's target_poses column")
-    steps: int = opt(9, "views per source image along the trajectory")
-    magnitude: float = opt(0.3, "trajectory extent: radians for orbit, metres for dolly and pan")
-    pivot_depth: float = opt(2.0, "orbit: distance of the point the camera circles, metres")
-    gif: bool = opt(False, "also write an animated GIF per source image under gifs/")
-    batch_size: int = opt(8, "source images per forward pass")
-
-    def __post_init__(self):
-        if not self.checkpoint:
-            raise ValueError("checkpoint: give the path or URL of a SynSin checkpoint (.pt)")
-        if self.steps < 1 or self.batch_size < 1:
-            raise ValueError(f"steps and batch_size must be >= 1, got {self.steps}, {self.batch_size}")
 
 
 def load_render_checkpoint(url: str) -> dict:

@@ -6,7 +6,6 @@ training rows in dataset order (the driver streams them in that order with ``shu
 
 from __future__ import annotations
 
-import argparse
 import uuid
 from collections import defaultdict
 
@@ -15,7 +14,8 @@ import ray
 
 from dl3d.data import fs as fsx
 from dl3d.data import list_shards
-from dl3d.jobs.train import TrainConfig, add_train_parser, run_training
+from dl3d.jobs.cli import build_parser
+from dl3d.jobs.train import TrainConfig, run_training
 from dl3d.train import FAMILIES, read_checkpoint, register_family
 from dl3d.train.checkpoint import metrics_from_csv
 from dl3d.train.toy import TOY_FAMILY, ToyConfig, make_toy_dataset
@@ -111,8 +111,7 @@ def test_cli_trains_then_resumes_on_s3(local_ray, s3_server, capsys):
     uninterrupted one-process run over the same batches does."""
     root = f"s3://dl3d-test/train-{uuid.uuid4().hex[:8]}"
     make_toy_dataset(f"{root}/data", rows=48, shards=3, seed=5)
-    parser = argparse.ArgumentParser(prog="dl3d")
-    add_train_parser(parser.add_subparsers(dest="group", required=True))
+    parser = build_parser(["train", "toy"])
     argv = ["train", "toy", "--data", f"{root}/data", "--storage", f"{root}/runs", "--name", "cli",
             "--batch-size", "8", "--checkpoint-every", "2", "--eval-every", "2", "--log-every", "1", "--no-shuffle",
             "--preset", "mlp", "--workers", "1"]

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import argparse
 import dataclasses
 
 import numpy as np
@@ -12,7 +11,8 @@ import torch
 
 import dl3d.train.family as family_mod
 from dl3d.data import DataError, list_shards, read_meta, read_table
-from dl3d.jobs.train import TrainConfig, add_train_parser, configs_from_args, split_shards
+from dl3d.jobs.cli import build_parser
+from dl3d.jobs.train import TrainConfig, configs_from_args, split_shards
 from dl3d.train import get_family, known_families, load_checkpoint, read_checkpoint, register_family, save_checkpoint
 from dl3d.train.checkpoint import metrics_from_csv, metrics_to_csv
 from dl3d.train.toy import TOY_FAMILY, TOY_REGRESSION, ToyConfig, make_toy_dataset
@@ -178,8 +178,7 @@ def test_train_config_validates():
 
 
 def test_cli_options_come_from_the_dataclasses_and_override_the_preset():
-    parser = argparse.ArgumentParser(prog="dl3d")
-    add_train_parser(parser.add_subparsers(dest="group", required=True))
+    parser = build_parser(["train", "toy"])
     args = parser.parse_args(["train", "toy", "--data", "s3://b/d", "--storage", "/runs", "--steps", "7",
                               "--preset", "mlp", "--hidden", "16", "--no-shuffle", "--workers", "2"])
     cfg, model = configs_from_args(args)

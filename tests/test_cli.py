@@ -1,0 +1,127 @@
+"""The ``dl3d`` command table: every row resolves, help is built without torch or Ray, README and
+docstring name every command, options parse into the config dataclasses."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from dl3d.jobs import cli
+from dl3d.jobs.cli import COMMANDS, BatchJob, Command, Registry, build_parser, command_tree, load
+
+README = Path(__file__).resolve().parents[1] / "README.md"
+HEAVY = ("torch", "ray", "smplx", "pytorch3d")
+
+
+def _modules_after_help(argv: list[str]) -> list[str]:
+    """Heavy modules imported by ``dl3d ARGV --help`` in a fresh interpreter."""
+    code = ("import sys\nfrom dl3d.jobs.cli import main\n"
+            f"try:\n    main({argv!r})\nexcept SystemExit as e:\n    assert e.code == 0, e.code\n"
+            f"print('MODULES', __import__('json').dumps([m for m in {HEAVY!r} if m in sys.modules]))")
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    line = [ln for ln in done.stdout.splitlines() if ln.startswith("MODULES ")][-1]
+    assert "usage: dl3d" in done.stdout
+    return json.loads(line[len("MODULES "):])
+
+
+@pytest.mark.parametrize("argv", [["--help"], ["smpl", "fit", "--help"], ["smpl", "--help"],
+                                  ["synsin", "render", "--help"], ["ingest", "openpose", "--help"]])
+def test_help_imports_neither_torch_nor_ray(argv):
+    assert _modules_after_help(argv) == [], f"dl3d {' '.join(argv)} imported heavy modules"
+
+
+def test_the_help_check_can_fail():
+    """The same probe sees torch when a command's help does need it (a training family's config)."""
+    assert "torch" in _modules_after_help(["train", "toy", "--help"])
+
+
+@pytest.mark.parametrize("row", COMMANDS, ids=lambda r: r.words)
+def test_every_row_resolves(row):
+    if isinstance(row, BatchJob):
+        worker = row.worker_class()  # also checks worker.config_cls is the row's config
+        assert worker.config_cls is load(row.config) and callable(worker.preflight)
+    elif isinstance(row, Command):
+        assert callable(load(row.run))
+        for cls in row.config:
+            assert isinstance(load(cls), type)
+    else:
+        assert isinstance(row, Registry)
+        assert load(row.names)(), f"{row.words}: the registry is empty"
+        assert callable(load(row.add))
+
+
+def test_bad_rows_are_refused():
+    with pytest.raises(ValueError, match="'dl3d smpl fit' is registered twice"):
+        command_tree(COMMANDS + (COMMANDS[7],))
+    with pytest.raises(ValueError, match="both a command and a group"):
+        command_tree((Command("inspect", "m:f", "h"), Command("inspect more", "m:f", "h")))
+    with pytest.raises(ValueError, match="has no attribute 'nope'"):
+        load("dl3d.jobs.commands:nope")
+    wrong = BatchJob("x y", "dl3d.workers.smpl_fit:SmplFitWorker", "dl3d.workers.smpl_config:SmplExportConfig", "h")
+    with pytest.raises(TypeError, match="config_cls is SmplFitConfig"):
+        wrong.worker_class()
+
+
+def test_readme_and_docstring_name_every_command():
+    readme = README.read_text()
+    missing = [r.words for r in COMMANDS if f"dl3d {r.words}" not in readme]
+    assert not missing, f"README.md does not mention: {missing}"
+    for line in cli.usage_lines():
+        assert line in cli.__doc__
+    help_text = build_parser(["--help"]).format_help()
+    assert all(f"dl3d {r.words}" in help_text for r in COMMANDS)
+
+
+def test_table_order_is_the_help_order():
+    top = list(command_tree())
+    assert top == list(dict.fromkeys(r.words.split()[0] for r in COMMANDS))
+    assert top[:3] == ["body", "data", "ingest"] and top[-1] == "inspect"
+
+
+def test_batch_job_options_parse_into_the_worker_and_runner_configs():
+    from dl3d.jobs.cli_args import dataclass_from_args
+    from dl3d.jobs.runner_config import RunnerConfig
+    from dl3d.workers.smpl_config import SmplFitConfig
+
+    argv = ["smpl", "fit", "--input", "in", "--output", "out", "--model", "m.pkl", "--preset", "fast",
+            "--meshes", "ply", "--workers", "3", "--no-progress"]
+    args = build_parser(argv).parse_args(argv)
+    assert (args.input, args.output, args.job.words, args.verbose) == ("in", "out", "smpl fit", False)
+    assert dataclass_from_args(SmplFitConfig, args) == SmplFitConfig(model="m.pkl", preset="fast", meshes="ply")
+    assert dataclass_from_args(RunnerConfig, args) == RunnerConfig(workers=3, progress=False)
+    assert args.func.__name__ == "run_batch_job"
+    with pytest.raises(SystemExit):
+        build_parser(argv[:2]).parse_args(argv[:2] + ["--input", "in", "--output", "out"])  # --model is required
+
+
+def test_every_command_parses_its_documented_form(tmp_path):
+    """The README's forms of each command reach the row's function."""
+    forms = {
+        "body make-model": ["--out", "d"], "data make smpl-params": ["--out", "d"],
+        "data make smpl-video": ["--out", "d"], "data make multiview": ["--out", "d"],
+        "ingest openpose": ["--input", "i", "--output", "o"], "ingest coco": ["--input", "i", "--output", "o"],
+        "ingest realestate10k": ["--cameras", "c", "--frames", "f", "--output", "o"],
+        "smpl fit": ["--input", "i", "--output", "o", "--model", "m"],
+        "smpl export": ["--input", "i", "--output", "o", "--model", "m"],
+        "smpl evaluate": ["--fit", "f", "--truth", "t"],
+        "synsin render": ["--input", "i", "--output", "o", "--checkpoint", "c"],
+        "train": ["toy", "--data", "d", "--storage", "s"],
+        "inspect": ["url"],
+    }
+    assert sorted(forms) == sorted(r.words for r in COMMANDS), "a new row needs its form here"
+    for row in COMMANDS:
+        argv = row.words.split() + forms[row.words]
+        args = build_parser(argv).parse_args(argv)
+        expected = load(row.run) if isinstance(row, Command) else None
+        assert callable(args.func) and (expected is None or args.func is expected)
+
+
+def test_unknown_command_is_a_usage_error(capsys):
+    with pytest.raises(SystemExit) as e:
+        cli.main(["smpl", "fitt"])
+    assert e.value.code == 2 and "invalid choice: 'fitt'" in capsys.readouterr().err
