@@ -227,12 +227,17 @@ class _Evaluator:
             m.eval()
         sums: dict[str, float] = {}
         n = 0
+        family, cfg = self.plan.family, self.plan.model_config
         with torch.no_grad():
             for table in self.tables:
-                batch = self.plan.family.decode_batch(table, self.plan.model_config, self.device)
-                for k, v in self.plan.family.evaluate(plain, batch, self.plan.model_config).items():
+                batch = family.decode_batch(table, cfg, self.device)
+                for k, v in family.evaluate(plain, batch, cfg).items():
                     sums[k] = sums.get(k, 0.0) + float(v) * table.num_rows
                 n += table.num_rows
+            out = {k: v / n for k, v in sums.items()}
+            if family.evaluate_set is not None:  # set-level metrics (KID, FID) over every held-out batch
+                batches = (family.decode_batch(t, cfg, self.device) for t in self.tables)
+                out.update({k: float(v) for k, v in family.evaluate_set(plain, batches, cfg).items()})
         for m in plain.values():
             m.train()
-        return {k: v / n for k, v in sums.items()}
+        return out

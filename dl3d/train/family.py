@@ -15,7 +15,7 @@ from __future__ import annotations
 import dataclasses
 import importlib
 from dataclasses import dataclass
-from typing import Any, Callable
+from typing import Any, Callable, Iterable
 
 import pyarrow as pa
 import torch
@@ -64,6 +64,11 @@ class ModelFamily:
     """``evaluate(modules, batch, cfg) -> metrics``: means over the batch, called under ``torch.no_grad()``
     with the modules in eval mode; the driver averages them over batches weighted by batch size and
     reports them prefixed ``eval_``."""
+    evaluate_set: Callable[[Modules, Iterable[Batch], Any], dict[str, float]] | None = None
+    """Optional set-level evaluation ``evaluate_set(modules, batches, cfg) -> metrics``, for metrics that are
+    not means over batches (KID, FID): called once per evaluation, under ``torch.no_grad()`` with the plain
+    modules in eval mode, with an iterable over every held-out batch (decoded); reported prefixed ``eval_``
+    beside ``evaluate``'s."""
     find_unused_parameters: bool = False
     """Passed to DDP: set when some step leaves a module's parameters out of the backward pass."""
     doc: str = ""
@@ -101,6 +106,7 @@ class ModelFamily:
 
 
 FAMILY_MODULES: dict[str, str] = {
+    "giraffe": "dl3d.giraffe.family:GIRAFFE_FAMILY",
     "synsin": "dl3d.synsin.family:SYNSIN_FAMILY",
     "toy": "dl3d.train.toy:TOY_FAMILY",
 }
