@@ -11,6 +11,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from dl3d.data import fs as fsx
+
 
 def _check_pair(pred: torch.Tensor, target: torch.Tensor) -> None:
     if pred.ndim != 4 or pred.shape != target.shape:
@@ -98,12 +100,12 @@ class VGG16PerceptualNet(nn.Module):
 def load_perceptual_net(path: str | os.PathLike, device: str | torch.device = "cpu") -> VGG16PerceptualNet:
     """VGG16 for ``perceptual_distance`` from a weights file (torchvision vgg16 state_dict, whole or ``features``).
 
-    There is no default: without ImageNet weights the distance means nothing, so none is ever made up.
+    path: a local path or any fsspec URL. There is no default: without ImageNet weights the distance
+    means nothing, so none is ever made up.
     """
     path = os.fspath(path)
-    if not os.path.isfile(path):
-        raise FileNotFoundError(f"VGG16 weights file for perceptual_distance not found: {path!r}")
-    state = torch.load(path, map_location="cpu", weights_only=True)
+    state = torch.load(fsx.open_asset(path, what="VGG16 weights file for perceptual_distance"),
+                       map_location="cpu", weights_only=True)
     if not isinstance(state, dict):
         raise ValueError(f"{path}: expected a VGG16 state_dict, got {type(state).__name__}")
     if any(k.startswith("features.") for k in state):

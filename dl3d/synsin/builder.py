@@ -15,6 +15,7 @@ from typing import Any
 
 import torch
 
+from dl3d.data import fs as fsx
 from dl3d.synsin.config import SynSinConfig
 from dl3d.synsin.discriminator import MultiScaleDiscriminator
 from dl3d.synsin.model import SynSin
@@ -97,6 +98,8 @@ def load_synsin_checkpoint(path_or_dict: str | os.PathLike | Mapping[str, Any], 
                            config_overrides: Mapping[str, Any] | None = None) -> dict[str, Any]:
     """Rebuild models from a checkpoint written by ``synsin_checkpoint``.
 
+    path_or_dict: the checkpoint dict, or its ``.pt`` file at a local path or any fsspec URL.
+
     config_overrides: config fields to change (e.g. ``perceptual_weights`` on a new machine); only fields
     that do not change the network shapes make sense here. Returns ``build_synsin``'s dict plus ``step``
     and ``optimizers`` (state dicts, when saved); the models are on ``device``, the generator in eval mode.
@@ -105,9 +108,7 @@ def load_synsin_checkpoint(path_or_dict: str | os.PathLike | Mapping[str, Any], 
         ckpt, source = path_or_dict, "checkpoint dict"
     else:
         source = os.fspath(path_or_dict)
-        if not os.path.isfile(source):
-            raise FileNotFoundError(f"SynSin checkpoint not found: {source!r}")
-        ckpt = torch.load(source, map_location="cpu", weights_only=True)
+        ckpt = torch.load(fsx.open_asset(source, what="SynSin checkpoint"), map_location="cpu", weights_only=True)
     if not isinstance(ckpt, Mapping) or ckpt.get("format") != CHECKPOINT_FORMAT:
         if isinstance(ckpt, Mapping) and "state_dict" in ckpt and "opts" in ckpt:
             raise ValueError(f"{source}: this looks like an official facebookresearch/synsin checkpoint "

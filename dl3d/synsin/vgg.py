@@ -16,6 +16,8 @@ from torch import nn
 from torchvision.models.vgg import cfgs as _vgg_cfgs
 from torchvision.models.vgg import make_layers as _vgg_make_layers
 
+from dl3d.data import fs as fsx
+
 # (start, stop) indices in vgg19.features: relu1_1, relu2_1, relu3_1, relu4_1, relu5_1 (as SPADE/SynSin).
 VGG19_SLICES = ((0, 2), (2, 7), (7, 12), (12, 21), (21, 30))
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
@@ -80,14 +82,15 @@ class VGG19Features(nn.Module):
 def load_vgg19_features(path: str | os.PathLike, device: str | torch.device = "cpu") -> VGG19Features:
     """Build ``VGG19Features`` from a weights file (torch.save of a torchvision vgg19 state_dict).
 
+    path: a local path or any fsspec URL (``s3://...``), read through ``dl3d.data.fs.read_asset``.
+
     Raises FileNotFoundError when the file is missing and ValueError when it is not VGG19 weights.
     """
     path = os.fspath(path)
-    if not os.path.isfile(path):
-        raise FileNotFoundError(f"VGG19 weights file for the perceptual loss not found: {path!r} "
-                                f"(give a torchvision vgg19 state_dict saved with torch.save)")
+    data = fsx.open_asset(path, what="VGG19 weights file for the perceptual loss",
+                          hint="give a torchvision vgg19 state_dict saved with torch.save")
     try:
-        state = torch.load(path, map_location="cpu", weights_only=True)
+        state = torch.load(data, map_location="cpu", weights_only=True)
     except Exception as e:  # noqa: BLE001 - any unpickling error means "not a weights file"
         raise ValueError(f"{path}: cannot read a VGG19 state_dict: {e}") from e
     net = VGG19Features()

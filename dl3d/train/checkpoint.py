@@ -91,11 +91,11 @@ def read_checkpoint(url: str) -> dict[str, Any]:
     Returns ``{"step", "modules": {name: state_dict}, "optimizers": {...}, "meta": dict, "metrics": rows}``
     with every tensor on the CPU.
     """
-    fs, root = fsx.resolve(url)
-    state = torch.load(io.BytesIO(fsx.get_bytes(fs, fsx.join(root, STATE_FILE))), map_location="cpu",
-                       weights_only=True)
-    meta = json.loads(fsx.get_bytes(fs, fsx.join(root, META_FILE)))
-    metrics = metrics_from_csv(fsx.get_bytes(fs, fsx.join(root, METRICS_FILE)).decode())
+    root = url.rstrip("/")
+    what = "file of a training checkpoint folder"
+    state = torch.load(fsx.open_asset(fsx.join(root, STATE_FILE), what=what), map_location="cpu", weights_only=True)
+    meta = json.loads(fsx.read_asset(fsx.join(root, META_FILE), what=what))
+    metrics = metrics_from_csv(fsx.read_asset(fsx.join(root, METRICS_FILE), what=what).decode())
     return {**state, "meta": meta, "metrics": metrics}
 
 
