@@ -46,7 +46,7 @@ def main() -> None:
         for n in (1, args.workers):
             t0 = time.perf_counter()
             report = run_shards("bench", SmplExportWorker, cfg, params, f"{tmp}/out-{n}",
-                                RunnerConfig(workers=n, num_cpus=1, progress=False))
+                                RunnerConfig(workers=n, cpus_per_worker=1, progress=False))
             seconds = time.perf_counter() - t0
             assert report.exit_code == 0, report.summary()
             rates[n] = report.rows / seconds

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import sys
 import types
 import typing
 from typing import Any, Literal
@@ -37,12 +38,28 @@ def add_dataclass_arguments(parser: argparse.ArgumentParser, cls: type, skip: tu
         if required:
             kwargs["required"] = True
         group.add_argument(flag, **kwargs)
+        for alias in f.metadata.get("deprecated_aliases", ()):  # old spelling: hidden, warns, same dest
+            group.add_argument(alias, **{k: v for k, v in kwargs.items() if k not in ("help", "default", "required")},
+                               default=argparse.SUPPRESS, help=argparse.SUPPRESS,
+                               action=_deprecated(alias, flag, kwargs.get("action")))
 
 
 def dataclass_from_args(cls: type, ns: argparse.Namespace) -> Any:
     """Build ``cls`` from the parsed options that :func:`add_dataclass_arguments` added."""
     values = {f.name: getattr(ns, f.name) for f in dataclasses.fields(cls) if f.init and hasattr(ns, f.name)}
     return cls(**{k: tuple(v) if isinstance(v, list) else v for k, v in values.items()})
+
+
+def _deprecated(alias: str, flag: str, action: Any) -> type[argparse.Action]:
+    """An argparse action for ``alias`` that stores like ``flag`` and says on stderr to use ``flag``."""
+    base = action if isinstance(action, type) else argparse._StoreAction
+
+    class Deprecated(base):  # type: ignore[misc, valid-type]
+        def __call__(self, parser, namespace, values, option_string=None):
+            print(f"dl3d: {alias} is deprecated; use {flag}", file=sys.stderr)
+            super().__call__(parser, namespace, values, option_string)
+
+    return Deprecated
 
 
 def _unwrap_optional(typ: Any) -> tuple[Any, bool]:

@@ -27,6 +27,7 @@ import ray
 from tqdm import tqdm
 
 from dl3d.data import JobOutput, Shard, list_shards
+from dl3d.jobs.placement import plan_workers
 from dl3d.jobs.ray_env import cluster_cpus, cluster_gpus, ensure_ray, worker_runtime_env
 from dl3d.jobs.runner_config import RunnerConfig  # noqa: F401  (defined apart so the CLI needs no Ray)
 from dl3d.workers.base import ShardResult, ShardTask, ShardWorker
@@ -126,13 +127,12 @@ def run_shards(
     todo = [s for s in shards if s.index not in committed]
     outcomes = {s.index: ShardOutcome(s.index, "skipped") for s in shards if s.index in committed}
     where = ensure_ray(runner.ray_address)
-    num_gpus = runner.num_gpus if runner.num_gpus is not None else (1.0 if cluster_gpus() > 0 else 0.0)
-    n_workers = runner.workers or _auto_workers(num_gpus, runner.num_cpus)
-    n_workers = max(1, min(n_workers, len(todo))) if todo else 0
+    placed = plan_workers(runner, cluster_gpus(), cluster_cpus(), cpu_auto="fill", max_workers=len(todo))
+    num_gpus, n_workers = placed.gpus_per_worker, placed.workers
     meta = {
         "job": job, "run_id": run_id, "status": "running", "input": input_url, "output": output_url,
         "started": _iso(started), "config": dataclasses.asdict(worker_config),
-        "runner": dataclasses.asdict(runner) | {"workers": n_workers, "num_gpus": num_gpus},
+        "runner": dataclasses.asdict(runner) | {"workers": n_workers, "gpus_per_worker": num_gpus},
         "ray": {"where": where, "nodes": len(ray.nodes()), "resources": ray.cluster_resources()},
         "versions": package_versions(),
     }
@@ -141,11 +141,11 @@ def run_shards(
     bar = tqdm(total=len(shards), initial=len(committed), unit="shard", desc=job, disable=not runner.progress,
                file=sys.stderr, dynamic_ncols=True)
     if todo:
-        options = dict(num_cpus=runner.num_cpus, num_gpus=num_gpus, max_restarts=-1, max_task_retries=0)
+        options = dict(num_cpus=runner.cpus_per_worker, num_gpus=num_gpus, max_restarts=-1, max_task_retries=0)
         if worker_runtime_env():
             options["runtime_env"] = worker_runtime_env()
         actor_cls = ray.remote(worker_cls).options(**options)
-        actors = [actor_cls.remote(worker_config, num_threads=int(runner.num_cpus)) for _ in range(n_workers)]
+        actors = [actor_cls.remote(worker_config, num_threads=int(runner.cpus_per_worker)) for _ in range(n_workers)]
         try:
             _dispatch(todo, actors, out, output_url, run_id, runner.max_attempts, outcomes, bar, started)
         finally:
@@ -162,12 +162,6 @@ def run_shards(
     )
     out.write_job_meta(meta)
     return report
-
-
-def _auto_workers(num_gpus: float, num_cpus: float) -> int:
-    if num_gpus > 0:
-        return max(1, int(cluster_gpus() // num_gpus))
-    return max(1, int(cluster_cpus() // num_cpus))
 
 
 def _dispatch(todo: list[Shard], actors: list, out: JobOutput, output_url: str, run_id: str, max_attempts: int,

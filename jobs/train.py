@@ -34,14 +34,16 @@ from dl3d.data import fs as fsx
 from dl3d.train.checkpoint import metrics_to_csv
 from dl3d.train.family import ModelFamily, config_to_dict, get_family
 from dl3d.jobs.cli_args import add_dataclass_arguments, dataclass_from_args
+from dl3d.jobs.placement import Placement, plan_workers
 
 RUN_RECORD = "_train.json"
 METRICS_CSV = "metrics.csv"
 
 
-@dataclass
-class TrainConfig:
-    """How a model is trained on Ray: data, storage, steps, workers."""
+@dataclass(kw_only=True)
+class TrainConfig(Placement):
+    """How a model is trained on Ray: its placement (``workers``, ``gpus_per_worker``, ``cpus_per_worker``,
+    ``ray_address``; auto = one worker per GPU, else 1), then data, storage, steps."""
 
     data: str = opt(help="training dataset URL (local path or s3://bucket/prefix), of the family's kind")
     storage: str = opt(help="where runs live (local folder or s3://bucket/prefix): STORAGE/NAME holds "
@@ -56,27 +58,20 @@ class TrainConfig:
     eval_batches: int = opt(0, "batches per evaluation (0 = the whole held-out split)")
     checkpoint_every: int = opt(50, "checkpoint every K steps; the last step is always checkpointed")
     keep_checkpoints: int = opt(2, "checkpoints kept in storage (the latest ones)")
-    workers: int = opt(0, "training workers; 0 = one per GPU if the cluster has GPUs, else 1")
-    gpus_per_worker: float | None = opt(None, "GPUs per worker (default: 1 if the cluster has GPUs, else 0)")
-    cpus_per_worker: float = opt(1.0, "CPUs per worker (also its torch threads); leave CPUs free for Ray Data")
     backend: Literal["auto", "gloo", "nccl"] = opt("auto", "torch.distributed backend; auto: nccl with GPUs, else gloo")
     max_failures: int = opt(2, "worker failures to recover from (from the latest checkpoint) before giving up")
     shuffle: bool = opt(True, "shuffle shard order and rows (seeded); --no-shuffle streams rows in order")
     seed: int = opt(0, "seed of the shuffling and of each step's random numbers (not of the model's init)")
     log_every: int = opt(10, "print a progress line every N steps from rank 0 (0 = never)")
-    ray_address: str | None = opt(None, "Ray cluster to join (default: $RAY_ADDRESS, else an embedded local Ray)")
 
     def __post_init__(self):
+        super().__post_init__()
         for name in ("steps", "batch_size", "checkpoint_every", "keep_checkpoints"):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
-        for name in ("eval_shards", "eval_every", "eval_batches", "workers", "max_failures", "log_every"):
+        for name in ("eval_shards", "eval_every", "eval_batches", "max_failures", "log_every"):
             if getattr(self, name) < 0:
                 raise ValueError(f"{name} must be >= 0, got {getattr(self, name)}")
-        if self.cpus_per_worker <= 0:
-            raise ValueError(f"cpus_per_worker must be > 0, got {self.cpus_per_worker}")
-        if self.gpus_per_worker is not None and self.gpus_per_worker < 0:
-            raise ValueError(f"gpus_per_worker must be >= 0, got {self.gpus_per_worker}")
 
 
 @dataclass
@@ -151,8 +146,8 @@ def run_training(family_name: str, cfg: TrainConfig, model_config: Any = None) -
     train_rows = _count_rows(train_urls)
 
     ensure_ray(cfg.ray_address)
-    gpus = cfg.gpus_per_worker if cfg.gpus_per_worker is not None else (1.0 if cluster_gpus() > 0 else 0.0)
-    workers = cfg.workers or (max(1, int(cluster_gpus() // gpus)) if gpus > 0 else 1)
+    placed = plan_workers(cfg, cluster_gpus(), cluster_cpus(), cpu_auto="one")
+    gpus, workers = placed.gpus_per_worker, placed.workers
     _check_sizes(cfg, workers, train_rows)
     free_cpus = cluster_cpus() - workers * cfg.cpus_per_worker
     if free_cpus < 1:

@@ -42,8 +42,8 @@ def test_builtin_family_loads_lazily_and_once(registry):
 
 
 def test_unknown_family_lists_known_names(registry):
-    with pytest.raises(ValueError, match=r"unknown model family 'giraffe'; known families: .*toy"):
-        get_family("giraffe")
+    with pytest.raises(ValueError, match=r"unknown model family 'no-such-family'; known families: .*toy"):
+        get_family("no-such-family")
 
 
 def test_register_rejects_duplicates_and_builtin_names(registry):
