@@ -27,6 +27,8 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
+from dl3d.keypoints.formats import FORMATS
+
 __all__ = [
     "BODY25_FROM_SMPL45",
     "COCO17_FROM_SMPL45",
@@ -50,25 +52,12 @@ SMPLX_EXTRA_VERTEX_IDS: tuple[int, ...] = (332, 6260, 2800, 4071, 583, 3216, 322
 """SMPL vertex ids of ``SMPLX_EXTRA_VERTEX_NAMES`` (smplx ``vertex_ids['smplh']``): the default
 ``vertex_ids`` of ``build_points_kernel``. smplx's 10 fingertip joints (35..44) are left out."""
 
-BODY25_FROM_SMPL45: tuple[int, ...] = (
-    24, 12, 17, 19, 21, 16, 18, 20, 0, 2, 5, 8, 1, 4, 7, 25, 26, 27, 28, 29, 30, 31, 32, 33, 34,
-)
-"""OpenPose BODY_25 keypoint ``i`` ← smplx 45-joint index ``BODY25_FROM_SMPL45[i]``.
+BODY25_FROM_SMPL45: tuple[int, ...] = FORMATS["body25"].smpl_index
+"""OpenPose BODY_25 keypoint ``i`` ← smplx 45-joint index ``BODY25_FROM_SMPL45[i]`` (from
+``dl3d.keypoints.formats``, where every format's correspondence and its caveats live)."""
 
-BODY_25 order: nose, neck, RShoulder, RElbow, RWrist, LShoulder, LElbow, LWrist, MidHip, RHip, RKnee,
-RAnkle, LHip, LKnee, LAnkle, REye, LEye, REar, LEar, LBigToe, LSmallToe, LHeel, RBigToe, RSmallToe,
-RHeel. This is the SMPLify-X convention: OpenPose's neck, hips and MidHip are not SMPL's neck, hip
-and pelvis joints (OpenPose hips sit lower and wider), but they are mapped to them anyway — MidHip
-to the pelvis (0). Fitting code usually down-weights or drops the hip keypoints for that reason.
-"""
-
-COCO17_FROM_SMPL45: tuple[int, ...] = (24, 26, 25, 28, 27, 16, 17, 18, 19, 20, 21, 1, 2, 4, 5, 7, 8)
-"""COCO-17 keypoint ``i`` ← smplx 45-joint index ``COCO17_FROM_SMPL45[i]``.
-
-COCO order: nose, leye, reye, lear, rear, lshoulder, rshoulder, lelbow, relbow, lwrist, rwrist,
-lhip, rhip, lknee, rknee, lankle, rankle. Face keypoints are smplx's vertex joints; body keypoints
-are SMPL joints (hips are SMPL hip joints, with the same caveat as in ``BODY25_FROM_SMPL45``).
-"""
+COCO17_FROM_SMPL45: tuple[int, ...] = FORMATS["coco17"].smpl_index
+"""COCO-17 keypoint ``i`` ← smplx 45-joint index ``COCO17_FROM_SMPL45[i]`` (from ``dl3d.keypoints.formats``)."""
 
 _FORMATS: dict[str, tuple[int, ...]] = {"body25": BODY25_FROM_SMPL45, "coco17": COCO17_FROM_SMPL45}
 

@@ -15,13 +15,12 @@ tell front from back, and uses a scale-free shoulder threshold (a fraction of th
 from __future__ import annotations
 
 import math
-from typing import Literal
-
 import torch
 from torch import Tensor
 
 from dl3d.body.joints_kernel import batch_rodrigues
 from dl3d.fitting.objective import gmof, project_points
+from dl3d.keypoints.formats import FORMATS, get_format
 
 __all__ = [
     "FACE_INDICES",
@@ -37,16 +36,16 @@ __all__ = [
     "rotation_y",
 ]
 
-TORSO_INDICES: dict[str, tuple[int, int, int, int]] = {"body25": (5, 2, 12, 9), "coco17": (5, 6, 11, 12)}
-"""Keypoint indices (left shoulder, right shoulder, left hip, right hip) per keypoint format."""
+TORSO_INDICES: dict[str, tuple[int, int, int, int]] = {n: f.torso for n, f in FORMATS.items()}
+"""Keypoint indices (left shoulder, right shoulder, left hip, right hip) per keypoint format
+(``KeypointFormat.torso``)."""
 
-FACE_INDICES: dict[str, tuple[int, ...]] = {"body25": (0, 15, 16, 17, 18), "coco17": (0, 1, 2, 3, 4)}
-"""Nose, eyes and ears per keypoint format."""
+FACE_INDICES: dict[str, tuple[int, ...]] = {n: f.face for n, f in FORMATS.items()}
+"""Fitted nose, eyes and ears per keypoint format (``KeypointFormat.face``)."""
 
 
 def _check_fmt(fmt: str) -> None:
-    if fmt not in TORSO_INDICES:
-        raise ValueError(f"expected fmt in {sorted(TORSO_INDICES)}, got {fmt!r}")
+    get_format(fmt)
 
 
 def rotation_x(angle: Tensor) -> Tensor:
@@ -87,7 +86,7 @@ def _pair(kp: Tensor, conf: Tensor, a: int, b: int) -> tuple[Tensor, Tensor]:
 
 def _torso_length_2d(keypoints: Tensor, fmt: str) -> tuple[Tensor, Tensor]:
     """Mean 2D shoulder-to-hip length over the confident sides (N,), and whether any side is (N,)."""
-    ls, rs, lh, rh = TORSO_INDICES[fmt]
+    ls, rs, lh, rh = get_format(fmt).torso
     xy, conf = keypoints[..., :2], keypoints[..., 2]
     left, lok = _pair(xy, conf, ls, lh)
     right, rok = _pair(xy, conf, rs, rh)
@@ -96,7 +95,7 @@ def _torso_length_2d(keypoints: Tensor, fmt: str) -> tuple[Tensor, Tensor]:
     return length, count > 0
 
 
-def facing_camera(keypoints: Tensor, fmt: Literal["body25", "coco17"]) -> Tensor:
+def facing_camera(keypoints: Tensor, fmt: str) -> Tensor:
     """Whether each person faces the camera, from the left/right order of shoulders (else hips).
 
     A person facing the camera has their left shoulder on the image's right (larger x).
@@ -104,7 +103,7 @@ def facing_camera(keypoints: Tensor, fmt: Literal["body25", "coco17"]) -> Tensor
     Returns (N,) bool; True where neither shoulders nor hips are both visible.
     """
     _check_fmt(fmt)
-    ls, rs, lh, rh = TORSO_INDICES[fmt]
+    ls, rs, lh, rh = get_format(fmt).torso
     x, conf = keypoints[..., 0], keypoints[..., 2]
     sh_ok = (conf[:, ls] > 0) & (conf[:, rs] > 0)
     hip_ok = (conf[:, lh] > 0) & (conf[:, rh] > 0)
@@ -112,7 +111,7 @@ def facing_camera(keypoints: Tensor, fmt: Literal["body25", "coco17"]) -> Tensor
     return dx >= 0
 
 
-def ambiguous_facing(keypoints: Tensor, fmt: Literal["body25", "coco17"], ratio: float = 0.4) -> Tensor:
+def ambiguous_facing(keypoints: Tensor, fmt: str, ratio: float = 0.4) -> Tensor:
     """SMPLify's flip-check trigger: 2D shoulders closer than ``ratio`` times the 2D torso length.
 
     keypoints: (N, J, 3) float, pixels + confidence. ratio: scale-free threshold (SMPLify used a
@@ -120,13 +119,13 @@ def ambiguous_facing(keypoints: Tensor, fmt: Literal["body25", "coco17"], ratio:
     Returns (N,) bool.
     """
     _check_fmt(fmt)
-    ls, rs, _, _ = TORSO_INDICES[fmt]
+    ls, rs, _, _ = get_format(fmt).torso
     width, wok = _pair(keypoints[..., :2], keypoints[..., 2], ls, rs)
     torso, tok = _torso_length_2d(keypoints, fmt)
     return ~(wok & tok) | (width < ratio * torso)
 
 
-def init_camera_translation(keypoints: Tensor, model_keypoints: Tensor, fmt: Literal["body25", "coco17"],
+def init_camera_translation(keypoints: Tensor, model_keypoints: Tensor, fmt: str,
                             focal: Tensor, principal_point: Tensor) -> tuple[Tensor, Tensor]:
     """Translation that puts the model's torso where the detected torso is (SMPLify's ``guess_init``).
 
@@ -143,7 +142,7 @@ def init_camera_translation(keypoints: Tensor, model_keypoints: Tensor, fmt: Lit
     n, j = keypoints.shape[:2]
     if model_keypoints.shape != (n, j, 3):
         raise ValueError(f"expected model_keypoints of shape ({n}, {j}, 3), got {tuple(model_keypoints.shape)}")
-    torso = list(TORSO_INDICES[fmt])
+    torso = list(get_format(fmt).torso)
     l2d, ok = _torso_length_2d(keypoints, fmt)
     ls, rs, lh, rh = torso
     l3d_left = torch.linalg.vector_norm(model_keypoints[:, ls] - model_keypoints[:, lh], dim=-1)

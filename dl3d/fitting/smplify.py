@@ -23,28 +23,26 @@ from __future__ import annotations
 import time
 from dataclasses import dataclass, field
 from functools import lru_cache
-from typing import Any, Literal
+from typing import Any
 
 import numpy as np
 import torch
 from pytorch3d.transforms import axis_angle_to_matrix
 from torch import Tensor, nn
 
-from dl3d.body.joints_kernel import BODY25_FROM_SMPL45, COCO17_FROM_SMPL45
 from dl3d.config import opt
-from dl3d.fitting.camera import (FACE_INDICES, TORSO_INDICES, ambiguous_facing, facing_camera, facing_rotation,
+from dl3d.data.keypoint_range import MAX_OFFSCREEN, drop_far_keypoints
+from dl3d.fitting.camera import (ambiguous_facing, facing_camera, facing_rotation,
                                  fit_camera_with_flip, init_camera_translation)
 from dl3d.fitting.interpenetration import SphereBody, sphere_body
 from dl3d.fitting.priors import GmmPosePrior, builtin_pose_prior, load_gmm_prior
 from dl3d.fitting.stages import Params, Problem, StageWeights, evaluate, rank_within_track, run_stage, to_smpl
 from dl3d.fitting.tracks import (clean_keypoints, consecutive_mask, has_torso, interpolate_rotations,
                                  interpolate_rows, keyframe_mask, row_status)
+from dl3d.keypoints.formats import FORMATS, get_format
 from dl3d.metrics.pose import reprojection_error_px
 
 __all__ = ["FitInit", "FitResult", "SMPLIFY_PRESETS", "SmplifyConfig", "fit_smplify"]
-
-_FMT_INDEX: dict[str, tuple[int, ...]] = {"body25": BODY25_FROM_SMPL45, "coco17": COCO17_FROM_SMPL45}
-_HIPS: dict[str, tuple[int, ...]] = {"body25": (8, 9, 12), "coco17": (11, 12)}
 
 
 @dataclass
@@ -78,6 +76,8 @@ class SmplifyConfig:
     min_keypoints: int = opt(6, "rows with fewer confident keypoints are left out of the data term")
     hip_weight: float = opt(1.0, "weight of hip keypoints (OpenPose hips are not SMPL's; < 1 for real detections)")
     gmm_path: str = opt("", "SMPLify gmm_08.pkl pose prior; empty = built-in fallback (NOT the CMU prior)")
+    max_offscreen: float = opt(MAX_OFFSCREEN, "keypoints more than this many image sizes outside the image are "
+                                              "corrupt numbers, treated as missing")
     radius_scale: float = opt(1.0, "interpenetration sphere radii multiplier")
 
     def __post_init__(self):
@@ -98,6 +98,8 @@ class SmplifyConfig:
         for name in ("sigma", "lr", "camera_lr", "refine_lr"):
             if getattr(self, name) <= 0:
                 raise ValueError(f"{name} must be > 0, got {getattr(self, name)}")
+        if self.max_offscreen < 0:
+            raise ValueError(f"max_offscreen must be >= 0, got {self.max_offscreen}")
         if self.temporal_weight < 0 or self.data_weight < 0 or self.radius_scale <= 0:
             raise ValueError("temporal_weight and data_weight must be >= 0, radius_scale > 0")
 
@@ -177,9 +179,9 @@ def _as(x: Any, name: str, dtype: torch.dtype, device: torch.device) -> Tensor:
 
 
 def _check_inputs(keypoints: Tensor, fmt: str, track: Tensor, frame: Tensor, focal: Tensor, pp: Tensor) -> None:
-    if fmt not in _FMT_INDEX:
-        raise ValueError(f"expected fmt 'body25' or 'coco17', got {fmt!r}")
-    j = len(_FMT_INDEX[fmt])
+    if fmt not in FORMATS:
+        raise ValueError(f"expected fmt in {sorted(FORMATS)}, got {fmt!r}")
+    j = FORMATS[fmt].num_joints
     if keypoints.dim() != 3 or keypoints.shape[1:] != (j, 3):
         raise ValueError(f"expected keypoints of shape (N, {j}, 3) for {fmt!r}, got {tuple(keypoints.shape)}")
     n = keypoints.shape[0]
@@ -224,18 +226,20 @@ def _prepare(kernel: nn.Module, kp: Tensor, fmt: str, track_t: Tensor, frame_t: 
     order_t = torch.as_tensor(order, device=dev)
     kp, focal_t, pp_t = kp[order_t], focal_t[order_t], pp_t[order_t]
     track_np, frame_np = track_np[order], frame_np[order]
+    spec = get_format(fmt)
     xy, conf, nan_rows = clean_keypoints(kp)
+    conf = conf * torch.as_tensor(spec.fitted, dtype=conf.dtype, device=dev)  # joints SMPL lacks: not observed
     status = row_status(conf, nan_rows, cfg.min_keypoints)
     ok = np.array([s == "ok" for s in status])
     joint_w = torch.ones(kp.shape[1], device=dev)
-    joint_w[list(_HIPS[fmt])] = cfg.hip_weight
+    joint_w[list(spec.hips)] = cfg.hip_weight
     weight = conf * joint_w * torch.as_tensor(ok, device=dev)[:, None]  # only "ok" rows enter the data term
     _, beta_rows = np.unique(track_np, return_inverse=True)
     beta_index = torch.as_tensor(beta_rows if cfg.shared_shape else np.arange(n), device=dev)
     problem = Problem(kernel=kernel, prior=prior, spheres=spheres, xy=xy, weight=weight, focal=focal_t,
                       principal_point=pp_t, beta_index=beta_index,
                       consecutive=_mask(consecutive_mask(track_np, frame_np), dev),
-                      fmt_index=torch.as_tensor(_FMT_INDEX[fmt], device=dev), sigma=cfg.sigma,
+                      fmt_index=torch.as_tensor(spec.smpl_index, device=dev), sigma=cfg.sigma,
                       data_weight=cfg.data_weight)
     rows = _Rows(order=order, inverse=np.argsort(order), track=track_np, frame=frame_np, status=status, ok=ok,
                  cam_ok=ok & has_torso(conf, fmt).cpu().numpy(),
@@ -243,23 +247,31 @@ def _prepare(kernel: nn.Module, kp: Tensor, fmt: str, track_t: Tensor, frame_t: 
     return problem, rows
 
 
-def fit_smplify(kernel: nn.Module, keypoints: Any, fmt: Literal["body25", "coco17"], track_index: Any, frame: Any,
+def fit_smplify(kernel: nn.Module, keypoints: Any, fmt: str, track_index: Any, frame: Any,
                 focal: Any, principal_point: Any, cfg: SmplifyConfig | None = None, init: FitInit | None = None,
-                *, prior: GmmPosePrior | None = None, spheres: SphereBody | None = None) -> FitResult:
+                *, prior: GmmPosePrior | None = None, spheres: SphereBody | None = None,
+                image_size: Any = None) -> FitResult:
     """Fit SMPL to 2D keypoints for every row of a batch (all frames of all tracks) at once.
 
     kernel: ``build_points_kernel(...)`` (or any module with the same ``forward(betas,
         global_orient, body_pose) -> PointsOutput``, ``smplx_layout(out)`` and ``num_betas``, e.g.
         a wrapper around smplx's full SMPL forward); fitting runs on its device, float32.
     keypoints: (N, J, 3) float, x, y pixels (x right, y down) and confidence (0 = missing; NaN
-        allowed: such rows get status "nan_keypoints"); J = 25 for "body25", 17 for "coco17".
-    fmt: keypoint format. track_index: (N,) int, person track (ids unique within the batch).
+        allowed: such rows get status "nan_keypoints"); J = the format's joint count (25 for
+        "body25" and "body25b", 17 for "coco17" and "posetrack").
+    fmt: a name in ``dl3d.keypoints.FORMATS``; joints without an SMPL correspondence (PoseTrack's
+        head_bottom/head_top, BODY_25B's upper_neck/head_top) are ignored (confidence taken as 0). track_index: (N,) int, person track (ids unique within the batch).
         frame: (N,) int frame numbers; consecutive numbers of a track are neighbours.
     focal: (N,) float pixels (or one scalar for all); principal_point: (N, 2) float pixels (or (2,)).
     cfg: ``SmplifyConfig`` (default ``SMPLIFY_PRESETS["default"]``); init: ``FitInit`` or None.
     prior: a loaded pose prior (default: ``cfg.gmm_path`` or the built-in fallback).
     spheres: interpenetration body (default ``sphere_body(scale=cfg.radius_scale)``).
-    Returns a ``FitResult`` in input row order. Degenerate rows never raise (see ``status``).
+    image_size: (N, 2) or (2,) float width, height in pixels (default: twice the principal point).
+        Keypoints more than ``cfg.max_offscreen`` image sizes outside the image are treated as
+        missing (``dl3d.data.keypoint_range``; counted in ``stats["offscreen_keypoints"]``).
+    Returns a ``FitResult`` in input row order. Degenerate rows never raise (see ``status``); a row
+    whose fit is not finite anyway is "nonfinite_fit" and, like every non-"ok" row, leaves its
+    track's other rows unharmed (its gradients are dropped, its camera initialised from its track).
     """
     cfg = cfg or SMPLIFY_PRESETS["default"]
     started = time.perf_counter()
@@ -274,13 +286,16 @@ def fit_smplify(kernel: nn.Module, keypoints: Any, fmt: Literal["body25", "coco1
     n = kp.shape[0]
     if n == 0:
         return _empty_result(int(kernel.num_betas))
+    size = 2 * pp_t if image_size is None else _as(image_size, "image_size", f32, dev).expand(n, 2)
+    kp, offscreen = drop_far_keypoints(kp, size[:, 0:1], size[:, 1:2], cfg.max_offscreen)
     prior = (prior or _prior_from_path(cfg.gmm_path)).to(dev)
     spheres = (spheres or sphere_body(scale=cfg.radius_scale)).to(dev)
     problem, rows = _prepare(kernel, kp, fmt, track_t, frame_t, focal_t, pp_t, cfg, prior, spheres)
     num_beta_rows = int(problem.beta_index.max()) + 1
     init_params, has_camera = _initial_params(kernel, prior, init, torch.as_tensor(rows.order, device=dev),
                                               problem.beta_index, num_beta_rows, dev)
-    stats: dict[str, Any] = {"rows": n, "tracks": len(np.unique(rows.track)), "ok_rows": int(rows.ok.sum())}
+    stats: dict[str, Any] = {"rows": n, "tracks": len(np.unique(rows.track)), "ok_rows": int(rows.ok.sum()),
+                             "offscreen_keypoints": offscreen}
     flipped = np.zeros(n, dtype=bool)
     if cfg.warm_start and _keyframe_stride(cfg, rows) > 1:
         params = _fit_warm(problem, rows, init_params, fmt, cfg, has_camera, flipped, stats)
@@ -370,16 +385,17 @@ def _camera_stage(problem: Problem, params: Params, obs: Tensor, fmt: str, cfg: 
     rot0 = facing_rotation(yaw)
     transl, valid = init_camera_translation(obs, body_kp @ rot0.transpose(1, 2), fmt, problem.focal,
                                             problem.principal_point)
-    valid = valid & torch.as_tensor(usable, device=dev)
+    valid = valid & torch.as_tensor(usable, device=dev) & torch.isfinite(transl).all(1)
     pelvis0 = torch.where(valid[:, None], transl, params.pelvis)
     cam_w = torch.zeros_like(obs[..., 2])
-    idx = list(TORSO_INDICES[fmt]) + list(FACE_INDICES[fmt])
+    idx = list(get_format(fmt).torso) + list(get_format(fmt).face)
     cam_w[:, idx] = obs[:, idx, 2]
     cam_w = cam_w * valid[:, None]
     amb = (ambiguous_facing(obs, fmt, cfg.flip_ratio) & valid) if cfg.flip_check else torch.zeros_like(valid)
     rot, pelvis, _, flip = fit_camera_with_flip(body_kp, obs, cam_w, problem.focal, problem.principal_point, rot0,
                                                 pelvis0, amb, iters=cfg.camera_iters, lr=cfg.camera_lr,
                                                 sigma=cfg.sigma, depth_weight=cfg.camera_depth_weight)
+    valid = valid & torch.isfinite(rot).flatten(1).all(1) & torch.isfinite(pelvis).all(1)
     rot = torch.where(valid[:, None, None], rot, params.rot_base)
     pelvis = torch.where(valid[:, None], pelvis, params.pelvis)
     flipped[:] = flip.cpu().numpy()

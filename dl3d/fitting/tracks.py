@@ -12,7 +12,7 @@ import torch
 from pytorch3d.transforms import matrix_to_quaternion, quaternion_to_matrix
 from torch import Tensor
 
-from dl3d.fitting.camera import TORSO_INDICES
+from dl3d.keypoints.formats import get_format
 
 __all__ = [
     "STATUSES",
@@ -71,7 +71,7 @@ def row_status(conf: Tensor, nan_rows: Tensor, min_keypoints: int) -> list[str]:
 def has_torso(conf: Tensor, fmt: str) -> Tensor:
     """(N, J) confidences -> (N,) bool: a shoulder and the hip below it are both seen (the camera
     initialisation needs one such side; other rows get their camera from their track)."""
-    ls, rs, lh, rh = TORSO_INDICES[fmt]
+    ls, rs, lh, rh = get_format(fmt).torso
     seen = conf > 0
     return (seen[:, ls] & seen[:, lh]) | (seen[:, rs] & seen[:, rh])
 

@@ -17,7 +17,7 @@ import pyarrow as pa
 from dl3d.data import DatasetWriter, tensor_to_arrow
 from dl3d.data import fs as fsx
 from dl3d.data.dataset import write_json
-from dl3d.data.keypoint_tables import KEYPOINTS2D, NUM_KEYPOINTS, KeypointFormat
+from dl3d.data.keypoint_tables import KEYPOINTS2D, NUM_KEYPOINTS
 from dl3d.ingest.config import IngestConfig, IngestReport
 
 INGEST_ERRORS = "_ingest_errors.json"
@@ -39,8 +39,8 @@ class VideoKeypoints:
     """(N,) int64 person track ids."""
     keypoints: np.ndarray
     """(N, J, 3) float32: x, y in pixels (origin top-left, y down), confidence in [0, 1]."""
-    keypoint_format: KeypointFormat
-    """'body25' (J = 25) or 'coco17' (J = 17)."""
+    keypoint_format: str
+    """A name in ``dl3d.keypoints.FORMATS`` ('body25': J = 25, 'coco17': J = 17, ...)."""
     image_size: tuple[int, int] | None = None
     """(width, height) in pixels, or None when unknown."""
     focal_length: float | None = None

@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import Any, Literal, Mapping, Sequence
+from typing import Any, Mapping, Sequence
 
 import numpy as np
 import torch
@@ -26,8 +26,9 @@ from dl3d.body.joints_kernel import SelectedPointsKernel, build_points_kernel
 from dl3d.config import opt
 from dl3d.fitting.camera import facing_rotation, rotation_x
 from dl3d.fitting.objective import project_points
+from dl3d.keypoints.formats import FORMATS, SYNTHETIC_PROXIES, get_format
 
-__all__ = ["KeypointVideoSpec", "SyntheticVideo", "make_keypoint_video", "project", "stack_videos"]
+__all__ = ["KeypointVideoSpec", "SyntheticVideo", "format_points", "make_keypoint_video", "project", "stack_videos"]
 
 
 @dataclass
@@ -39,7 +40,8 @@ class KeypointVideoSpec:
     image_width: int = opt(1280, "image width, pixels")
     image_height: int = opt(720, "image height, pixels")
     focal_length: float = opt(1000.0, "focal length, pixels (square pixels, principal point at the centre)")
-    keypoint_format: Literal["body25", "coco17"] = opt("body25", "keypoint layout of the observations")
+    keypoint_format: str = opt("body25", "keypoint layout of the observations: a name in dl3d.keypoints.FORMATS "
+                                         "(body25, body25b, coco17, posetrack, ...)")
     noise_px: float = opt(2.0, "Gaussian pixel noise (std) on confident keypoints")
     drop_fraction: float = opt(0.1, "fraction of keypoints dropped (confidence 0, x = y = 0)")
     low_conf_fraction: float = opt(0.05, "fraction of keypoints with confidence in [0.1, 0.4] and 3x noise")
@@ -53,8 +55,8 @@ class KeypointVideoSpec:
     def __post_init__(self):
         if self.frames < 1:
             raise ValueError(f"frames must be >= 1, got {self.frames}")
-        if self.keypoint_format not in ("body25", "coco17"):
-            raise ValueError(f"keypoint_format must be 'body25' or 'coco17', got {self.keypoint_format!r}")
+        if self.keypoint_format not in FORMATS:
+            raise ValueError(f"keypoint_format must be one of {sorted(FORMATS)}, got {self.keypoint_format!r}")
         for name in ("drop_fraction", "low_conf_fraction"):
             if not 0.0 <= getattr(self, name) <= 1.0:
                 raise ValueError(f"{name} must be in [0, 1], got {getattr(self, name)}")
@@ -74,7 +76,8 @@ class SyntheticVideo:
     transl: (F, 3) SMPL translation, camera frame, metres (pelvis = rest pelvis + transl).
     yaw: (F,) facing angle about the body's vertical axis, radians (0 = facing the camera).
     joints3d: (F, 24, 3) posed SMPL joints, camera frame, metres.
-    keypoints3d: (F, J, 3) keypoints in ``spec.keypoint_format`` order, camera frame, metres.
+    keypoints3d: (F, J, 3) keypoints in ``spec.keypoint_format`` order, camera frame, metres (joints
+        SMPL lacks, like PoseTrack's head_top, at their ``SYNTHETIC_PROXIES`` place).
     keypoints2d: (F, J, 3) observed x, y (pixels, x right, y down) and confidence (0 = missing).
     clean2d: (F, J, 2) noiseless projections of ``keypoints3d``, pixels.
     focal: focal length, pixels; principal_point: (2,) pixels.
@@ -211,8 +214,9 @@ def make_keypoint_video(arrays_or_kernel: Mapping[str, Any] | SelectedPointsKern
                              torch.zeros(1, 69, dtype=torch.float64)).joints[0, 0].numpy()
         go = matrix_to_axis_angle(rot)
         transl = torch.as_tensor(pelvis - rest_pelvis)
-        joints = kernel(b, go, pose_t, transl).joints
-        kp3d = kernel.keypoints(spec.keypoint_format, b, go, pose_t, transl)
+        out = kernel(b, go, pose_t, transl)
+        joints = out.joints
+        kp3d = format_points(kernel.smplx_layout(out), spec.keypoint_format)
     focal = float(spec.focal_length)
     pp = np.array([spec.image_width / 2.0, spec.image_height / 2.0])
     clean = project(kp3d.numpy(), focal, pp)
@@ -220,6 +224,26 @@ def make_keypoint_video(arrays_or_kernel: Mapping[str, Any] | SelectedPointsKern
     return SyntheticVideo(spec=spec, betas=betas, global_orient=go.numpy(), body_pose=body_pose,
                           transl=transl.numpy(), yaw=yaw, joints3d=joints.numpy(), keypoints3d=kp3d.numpy(),
                           keypoints2d=kp2d, clean2d=clean, focal=focal, principal_point=pp)
+
+
+def format_points(layout: torch.Tensor, fmt: str) -> torch.Tensor:
+    """3D keypoints of format ``fmt`` from smplx's layout.
+
+    layout: (N, 35, 3) float (``SelectedPointsKernel.smplx_layout``), metres. Joints with an SMPL
+    correspondence are gathered; others are placed by ``SYNTHETIC_PROXIES`` (ValueError when a
+    joint has neither). Returns (N, J, 3), same dtype and frame.
+    """
+    spec = get_format(fmt)
+    cols = []
+    for name, smpl in zip(spec.joints, spec.smpl):
+        if smpl is not None:
+            cols.append(layout[:, smpl])
+        elif name in SYNTHETIC_PROXIES:
+            a, b, t = SYNTHETIC_PROXIES[name]
+            cols.append(layout[:, a] + t * (layout[:, b] - layout[:, a]))
+        else:
+            raise ValueError(f"format {fmt!r}: joint {name!r} has neither an SMPL correspondence nor a synthetic proxy")
+    return torch.stack(cols, dim=1)
 
 
 def _observe(rng: np.random.Generator, clean: np.ndarray, spec: KeypointVideoSpec) -> np.ndarray:

@@ -77,7 +77,7 @@ def test_stack_and_coco(kernel):
 
 
 def test_spec_validation():
-    with pytest.raises(ValueError, match="keypoint_format must be 'body25' or 'coco17'"):
+    with pytest.raises(ValueError, match=r"keypoint_format must be one of \['body25', 'body25b', 'coco17', 'coco18', 'posetrack'\], got 'body18'"):
         KeypointVideoSpec(keypoint_format="body18")
     with pytest.raises(ValueError, match=r"drop_fraction must be in \[0, 1\]"):
         KeypointVideoSpec(drop_fraction=1.5)

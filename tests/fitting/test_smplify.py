@@ -124,7 +124,7 @@ def test_input_errors_name_expected_shapes(kernel):
         fit_smplify(kernel, kp, "body25", *args)
     with pytest.raises(ValueError, match=r"expected track_index of shape \(4,\), got \(3,\)"):
         fit_smplify(kernel, kp, "coco17", [0] * 3, *args[1:])
-    with pytest.raises(ValueError, match="expected fmt 'body25' or 'coco17', got 'openpose'"):
+    with pytest.raises(ValueError, match=r"expected fmt in \['body25', 'body25b', 'coco17', 'coco18', 'posetrack'\], got 'openpose'"):
         fit_smplify(kernel, kp, "openpose", *args)
 
 
