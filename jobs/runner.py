@@ -1,16 +1,23 @@
-"""The shard runner: plan the shards, start GPU/CPU-pinned Ray actors, feed them shards, retry, report.
+"""The shard runner: dl3d's one scheduler of its own, because Ray Data gives no per-shard exactly-once commit.
 
-A job is a worker class (``dl3d.workers``) plus its config. The runner lists the input shards,
+Why it exists: every input shard must be committed exactly once - its Parquet part, its mesh or
+image files, then a commit marker written last - so that a re-run skips committed shards and redoes
+half-written ones, a shard that keeps failing is recorded by identity under ``_errors/``, and no row
+is lost or duplicated whatever is killed when. Ray Data does not offer that: ``write_parquet`` names
+files by uuid and task in append mode (a re-run duplicates output; ``mode="overwrite"`` is not
+atomic, ray#55043), and its checkpointing (``ray.data.checkpoint``) needs a read -> map -> write
+pipeline and keeps every finished id in memory (ray#65891). ``ray.util.ActorPool`` does not either:
+its ``get_next_unordered`` re-raises a failed call's exception without saying which input it was,
+and a shard must be retried by identity. Everything else is Ray's own: actors, resources, restarts.
+
+How: a job is a worker class (``dl3d.workers``) plus its config. The runner lists the input shards,
 skips those whose commit marker exists in the output, starts the workers as Ray actors with the
-requested ``num_gpus`` / ``num_cpus`` and Ray-managed restarts (a worker process that dies is
-replaced by Ray), and keeps every worker busy with ``ray.wait``. A shard whose worker raised or died
-is put back in the queue for the next live worker, up to ``max_attempts``; bad input is not retried.
-Final failures are written to ``_errors/``, the run to ``_job.json``.
-
-Why not ``ray.util.ActorPool``: its ``get_next_unordered`` re-raises a failed call's exception
-without saying which input it was, and a shard must be retried by identity.
+placement's ``gpus_per_worker`` / ``cpus_per_worker`` (``dl3d.jobs.placement``) and Ray-managed
+restarts (a worker process that dies is replaced by Ray), and keeps every worker busy with
+``ray.wait``. A shard whose worker raised or died is put back in the queue for the next live worker,
+up to ``max_attempts``; bad input is not retried. Final failures are written to ``_errors/``, the
+run to ``_job.json``.
 """
-
 from __future__ import annotations
 
 import dataclasses
