@@ -18,6 +18,7 @@ restarts (a worker process that dies is replaced by Ray), and keeps every worker
 up to ``max_attempts``; bad input is not retried. Final failures are written to ``_errors/``, the
 run to ``_job.json``.
 """
+
 from __future__ import annotations
 
 import dataclasses
