@@ -9,15 +9,22 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
-__all__ = ["gmof", "project_points", "reprojection_term", "second_difference_term"]
+__all__ = ["MAX_RESIDUAL_SIGMAS", "gmof", "project_points", "reprojection_term", "second_difference_term"]
+
+MAX_RESIDUAL_SIGMAS = 1e4
+"""Residuals are clamped to this many ``sigma`` before squaring: GMoF is flat there (within 1e-8 of
+``sigma²``), and a residual of 1e20 px would overflow float32 to inf, then to NaN (inf / inf)."""
 
 
 def gmof(residual: Tensor, sigma: float) -> Tensor:
     """Geman-McClure robust penalty, elementwise: ``sigma² r² / (sigma² + r²)``.
 
     residual: (...) float, e.g. pixels; sigma: same units (SMPLify uses 100 px).
-    Returns (...) float, units², about ``r²`` for ``|r| << sigma`` and at most ``sigma²``.
+    Returns (...) float, units², about ``r²`` for ``|r| << sigma`` and at most ``sigma²``; finite
+    with a finite gradient for any finite residual (clamped at ``MAX_RESIDUAL_SIGMAS * sigma``).
     """
+    bound = MAX_RESIDUAL_SIGMAS * sigma
+    residual = residual.clamp(-bound, bound)
     sq = residual * residual
     return (sigma * sigma) * sq / (sq + sigma * sigma)
 

@@ -19,7 +19,7 @@ from pytorch3d.transforms import axis_angle_to_matrix, matrix_to_axis_angle
 from torch import Tensor, nn
 
 from dl3d.fitting.interpenetration import SphereBody
-from dl3d.fitting.objective import project_points, reprojection_term, second_difference_term
+from dl3d.fitting.objective import MAX_RESIDUAL_SIGMAS, project_points, reprojection_term, second_difference_term
 from dl3d.fitting.priors import ANGLE_PRIOR_INDICES, ANGLE_PRIOR_SIGNS, GmmPosePrior, angle_prior, shape_prior
 
 __all__ = ["Params", "Problem", "StageWeights", "evaluate", "rank_within_track", "run_stage", "stage_loss", "to_smpl"]
@@ -182,6 +182,8 @@ def stage_loss(problem: Problem, c: _StageConstants, betas: Tensor, global_orien
     out = problem.kernel(betas[problem.beta_index], global_orient, body_pose, transl)
     kp = problem.kernel.smplx_layout(out).index_select(1, problem.fmt_index)
     res = project_points(kp, problem.focal, problem.principal_point) - problem.xy
+    bound = MAX_RESIDUAL_SIGMAS * problem.sigma  # as gmof: no overflow to inf, then NaN
+    res = res.clamp(-bound, bound)
     sq = res * res
     loss = (c.data_w * sq / (sq + c.sigma2)).sum()
     if c.prior_mean is not None:
@@ -225,6 +227,8 @@ def run_stage(problem: Problem, params: Params, w: StageWeights, iters: int, lr:
         opt.param_groups[0]["lr"] = lr * (1.0 - 0.9 * it / max(iters - 1, 1))
         opt.zero_grad(set_to_none=True)
         stage_loss(problem, consts, betas, go, pose, transl).backward()
+        for p in opt.param_groups[0]["params"]:  # a row gone non-finite must not poison its track's shared
+            p.grad.nan_to_num_(0.0, 0.0, 0.0)  # shape or its neighbours (temporal term): its NaN gradients are 0
         opt.step()
     with torch.no_grad():
         result = Params(axis_angle_to_matrix(go), transl + rest_pelvis(problem, betas), pose.detach(), betas.detach())
