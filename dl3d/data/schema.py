@@ -9,7 +9,9 @@ the expected and the found type or shape.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
 import pyarrow as pa
@@ -133,6 +135,70 @@ def list_to_arrow(x: np.ndarray, value_type: pa.DataType = pa.float32()) -> pa.L
     n, k = x.shape[:2]
     inner = tensor_to_arrow(np.asarray(x).reshape(n * k, *x.shape[2:]), value_type)
     return pa.ListArray.from_arrays(pa.array(np.arange(n + 1, dtype=np.int32) * k), inner)
+
+
+def to_table(schema: TableSchema, columns: Mapping[str, Any]) -> pa.Table:
+    """Build a table of ``schema`` from plain column values, each encoded as its declared column says.
+
+    Every table dl3d writes is built here, so a column's Arrow type comes from its one declaration.
+
+    Args:
+        schema: the dataset kind.
+        columns: column name -> values, one per row. Scalar columns take a sequence or array (``None``
+            for a null where the column allows it). Tensor columns take an ndarray (or a sequence of
+            per-row arrays) of shape ``(N, *shape)``; a free leading dimension (``shape=(None, ...)``)
+            also takes a list of per-row arrays of different lengths. Arrow arrays are cast to the
+            declared type. Optional columns may be left out; the table keeps the schema's column order.
+
+    Raises:
+        ValueError: a column the schema does not declare, a required column missing, columns of
+            different lengths, or a tensor whose per-row shape is not the declared one; the message
+            names the schema kind and the column.
+    """
+    unknown = [name for name in columns if name not in schema.by_name]
+    if unknown:
+        raise ValueError(f"{schema.kind}: unknown column {unknown[0]!r}; declared columns: "
+                         f"{[c.name for c in schema.columns]}")
+    missing = [c.name for c in schema.columns if c.required and c.name not in columns]
+    if missing:
+        raise ValueError(f"{schema.kind}: missing required column {missing[0]!r}")
+    arrays = {c.name: _encode(schema.kind, c, columns[c.name]) for c in schema.columns if c.name in columns}
+    lengths = {name: len(a) for name, a in arrays.items()}
+    if len(set(lengths.values())) > 1:
+        raise ValueError(f"{schema.kind}: columns have different lengths: {lengths}")
+    return pa.table(arrays, schema=schema.arrow_schema(list(arrays)))
+
+
+def _encode(kind: str, col: Column, values: Any) -> pa.Array:
+    """One column's values as an Arrow array of the column's declared type."""
+    if isinstance(values, (pa.Array, pa.ChunkedArray)):
+        return values.cast(col.type)
+    if not col.is_tensor:
+        return pa.array(values, type=col.type)
+    value_type = col.type
+    while _is_list(value_type):
+        value_type = value_type.value_type
+    shape = col.shape
+    if shape[0] is None and not isinstance(values, np.ndarray):  # per-row arrays, maybe ragged
+        rows = [np.asarray(v) for v in values]
+        if len({r.shape for r in rows}) > 1:
+            for i, r in enumerate(rows):
+                _check_shape(kind, col, r.shape, f"row {i}")
+            offsets = np.cumsum([0] + [len(r) for r in rows], dtype=np.int32)
+            return pa.ListArray.from_arrays(pa.array(offsets), tensor_to_arrow(np.concatenate(rows), value_type))
+        values = np.stack(rows) if rows else np.zeros((0, *(n or 0 for n in shape)))
+    x = np.asarray(values)
+    if x.size == 0 and x.ndim != len(shape) + 1:
+        x = x.reshape(0, *(n or 0 for n in shape))
+    _check_shape(kind, col, x.shape[1:], "rows")
+    return list_to_arrow(x, value_type) if shape[0] is None else tensor_to_arrow(x, value_type)
+
+
+def _check_shape(kind: str, col: Column, found: tuple[int, ...], where: str) -> None:
+    ok = len(found) == len(col.shape) and all(w is None or w == n for w, n in zip(col.shape, found))
+    if not ok:
+        dims = ", ".join("*" if n is None else str(n) for n in col.shape)
+        raise ValueError(f"{kind}: column {col.name!r}: expected ({dims}) per row, found {tuple(found)} in {where}")
 
 
 def arrow_to_tensor(

@@ -32,6 +32,8 @@ SMPL_PARAMS = TableSchema(
         Column("video", pa.string(), required=False, doc="video or sequence id"),
         Column("track", pa.int64(), required=False, doc="person track within the video"),
         Column("frame", pa.int64(), required=False, doc="frame number within the video"),
+        Column("joints", tensor_type((24, 3)), shape=(24, 3), required=False,
+               doc="(24, 3) SMPL joints, metres, same frame as transl: the truth that `dl3d smpl evaluate` reads"),
     ),
 )
 

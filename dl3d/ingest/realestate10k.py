@@ -35,10 +35,9 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
-import pyarrow as pa
 
 from dl3d.config import opt
-from dl3d.data import DataError, DatasetWriter, tensor_to_arrow
+from dl3d.data import DataError, DatasetWriter, to_table
 from dl3d.data import fs as fsx
 from dl3d.data.dataset import write_json
 from dl3d.data.images import decode_image, encode_png, resize_image
@@ -376,23 +375,6 @@ def _cat(fs, path: str) -> bytes | BaseException:
         return exc
 
 
-def _table(rows: dict[str, list]) -> pa.Table:
-    arrays = {
-        "id": pa.array(rows["id"], pa.string()),
-        "scene": pa.array(rows["scene"], pa.string()),
-        "src_frame": pa.array(rows["src_frame"], pa.int64()),
-        "tgt_frame": pa.array(rows["tgt_frame"], pa.int64()),
-        "src_image": pa.array(rows["src_image"], pa.binary()),
-        "tgt_image": pa.array(rows["tgt_image"], pa.binary()),
-        "width": pa.array(rows["width"], pa.int64()),
-        "height": pa.array(rows["height"], pa.int64()),
-        "intrinsics": tensor_to_arrow(np.array(rows["intrinsics"]).reshape(-1, 3, 3)),
-        "src_pose": tensor_to_arrow(np.array(rows["src_pose"]).reshape(-1, 4, 4)),
-        "tgt_pose": tensor_to_arrow(np.array(rows["tgt_pose"]).reshape(-1, 4, 4)),
-    }
-    return pa.table(arrays, schema=VIEW_PAIRS.arrow_schema())
-
-
 def ingest_realestate10k(
     cameras_url: str,
     frames_url: str,
@@ -428,7 +410,7 @@ def ingest_realestate10k(
 
     def flush():
         merged = {k: [v for rows in pending for v in rows[k]] for k in pending[0]}
-        writer.write_shard(report.shards, _table(merged))
+        writer.write_shard(report.shards, to_table(VIEW_PAIRS, merged))
         report.shards += 1
         pending.clear()
 

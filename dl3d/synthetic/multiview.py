@@ -44,7 +44,7 @@ from pytorch3d.structures import Meshes
 from pytorch3d.utils import cameras_from_opencv_projection, ico_sphere
 
 from dl3d.config import opt
-from dl3d.data import DatasetWriter, tensor_to_arrow
+from dl3d.data import DatasetWriter, to_table
 from dl3d.data.images import encode_png
 from dl3d.data.view_tables import VIEW_PAIRS
 
@@ -495,19 +495,7 @@ def multiview_table(scene_indices: list[int], spec: MultiviewSpec) -> pa.Table:
     for i in scene_indices:
         for k, v in _scene_rows(int(i), spec).items():
             cols[k].extend(v)
-    arrays = {
-        "id": pa.array(cols["id"], pa.string()),
-        "scene": pa.array(cols["scene"], pa.string()),
-        "src_frame": pa.array(cols["src_frame"], pa.int64()),
-        "tgt_frame": pa.array(cols["tgt_frame"], pa.int64()),
-        "src_image": pa.array(cols["src_image"], pa.binary()),
-        "tgt_image": pa.array(cols["tgt_image"], pa.binary()),
-        "width": pa.array(cols["width"], pa.int64()),
-        "height": pa.array(cols["height"], pa.int64()),
-    }
-    for k in ("intrinsics", "src_pose", "tgt_pose"):
-        arrays[k] = tensor_to_arrow(np.asarray(cols[k]).reshape(-1, *np.asarray(cols[k]).shape[-2:]))
-    return pa.table(arrays, schema=VIEW_PAIRS.arrow_schema())
+    return to_table(VIEW_PAIRS, cols)
 
 
 def write_multiview_dataset(url: str, spec: MultiviewSpec, *,

@@ -5,10 +5,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
-import pyarrow as pa
 
 from dl3d.config import opt
-from dl3d.data import DatasetWriter, tensor_to_arrow
+from dl3d.data import DatasetWriter, to_table
 from dl3d.data.smpl_tables import SMPL_PARAMS
 
 
@@ -60,14 +59,7 @@ def write_smpl_params_dataset(url: str, spec: SmplParamsSpec) -> dict:
             cols["frame"] += list(range(spec.frames))
             for k in ("betas", "global_orient", "body_pose", "transl"):
                 cols[k].append(m[k])
-        arrays = {
-            "id": pa.array(cols["id"], pa.string()),
-            "betas": pa.array(list(np.concatenate(cols["betas"]).astype(np.float32)), pa.list_(pa.float32())),
-            "global_orient": tensor_to_arrow(np.concatenate(cols["global_orient"])),
-            "body_pose": tensor_to_arrow(np.concatenate(cols["body_pose"])),
-            "transl": tensor_to_arrow(np.concatenate(cols["transl"])),
-            "video": pa.array(cols["video"], pa.string()),
-            "frame": pa.array(cols["frame"], pa.int64()),
-        }
-        writer.write_shard(shard, pa.table(arrays, schema=SMPL_PARAMS.arrow_schema(list(arrays))))
+        for k in ("betas", "global_orient", "body_pose", "transl"):
+            cols[k] = np.concatenate(cols[k])
+        writer.write_shard(shard, to_table(SMPL_PARAMS, cols))
     return writer.close()

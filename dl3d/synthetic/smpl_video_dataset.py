@@ -22,7 +22,7 @@ import numpy as np
 import pyarrow as pa
 
 from dl3d.config import opt
-from dl3d.data import DatasetWriter, list_to_arrow, tensor_to_arrow
+from dl3d.data import DatasetWriter, to_table
 from dl3d.data import fs as fsx
 from dl3d.data.smpl_tables import SMPL_PARAMS
 from dl3d.synthetic.smpl_video import KeypointVideoSpec, make_keypoint_video
@@ -81,15 +81,7 @@ def _append(rows: dict[str, list], name: str, video) -> None:
 
 
 def _truth_table(rows: dict[str, list]) -> pa.Table:
-    betas = np.concatenate(rows["betas"]).astype(np.float32)
-    return pa.table({
-        "id": pa.array(rows["id"], pa.string()),
-        "video": pa.array(rows["video"], pa.string()),
-        "track": pa.array([0] * len(rows["id"]), pa.int64()),
-        "frame": pa.array(rows["frame"], pa.int64()),
-        "betas": list_to_arrow(betas),
-        "global_orient": tensor_to_arrow(np.concatenate(rows["global_orient"])),
-        "body_pose": tensor_to_arrow(np.concatenate(rows["body_pose"])),
-        "transl": tensor_to_arrow(np.concatenate(rows["transl"])),
-        "joints": tensor_to_arrow(np.concatenate(rows["joints"])),
-    })
+    n = len(rows["id"])
+    arrays = {k: np.concatenate(rows[k]) for k in ("betas", "global_orient", "body_pose", "transl", "joints")}
+    return to_table(SMPL_PARAMS, {"id": rows["id"], "video": rows["video"], "track": [0] * n, "frame": rows["frame"],
+                                  **arrays})
