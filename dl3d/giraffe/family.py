@@ -110,7 +110,7 @@ def train_step(modules: Modules, optimizers: Optimizers, batch: Batch, step: int
     d = discriminator_losses(modules, real, fake, cfg)
     d["total"].backward()
     optimizers["discriminator"].step()
-    return {"g_loss": float(g_loss), "d_real": float(d["real"]), "d_fake": float(d["fake"]), "d_r1": float(d["r1"])}
+    return {"g_loss": g_loss.item(), "d_real": d["real"].item(), "d_fake": d["fake"].item(), "d_r1": d["r1"].item()}
 
 
 def eval_generator(generator: torch.nn.Module) -> torch.nn.Module:
