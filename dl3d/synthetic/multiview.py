@@ -1,6 +1,7 @@
 """Synthetic ``view_pairs`` datasets: textured rooms holding coloured objects, rendered with pytorch3d.
 
-Backend of ``dl3d data make multiview``. Each scene is a box-shaped room (floor, ceiling, four walls)
+Backend of ``dl3d data make multiview``. The rooms are built in ``dl3d.synthetic.room``, the cameras in
+``dl3d.synthetic.cameras`` (both re-exported here). Each scene is a box-shaped room (floor, ceiling, four walls)
 whose surfaces carry a procedural tile texture (a checker of per-tile colour variations on a random
 base colour, with per-texel noise), holding a few boxes (checkered faces) and spheres (striped) of
 saturated colours, standing on the floor or floating. The whole scene is one mesh with one texture
@@ -25,8 +26,8 @@ from __future__ import annotations
 
 import dataclasses
 import math
-from dataclasses import dataclass, field
-from typing import Any, Literal
+from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 import pyarrow as pa
@@ -41,12 +42,14 @@ from pytorch3d.renderer import (
     TexturesUV,
 )
 from pytorch3d.structures import Meshes
-from pytorch3d.utils import cameras_from_opencv_projection, ico_sphere
+from pytorch3d.utils import cameras_from_opencv_projection
 
 from dl3d.config import opt
 from dl3d.data import DatasetWriter, to_table
 from dl3d.data.images import encode_png
 from dl3d.data.view_tables import VIEW_PAIRS
+from dl3d.synthetic.cameras import camera_pose, pinhole_intrinsics, relative_motion
+from dl3d.synthetic.room import Scene, SceneObject, build_scene
 
 __all__ = [
     "MultiviewSpec", "RenderedScene", "RenderedViews", "Scene", "SceneObject", "build_scene", "camera_pose",
@@ -58,10 +61,6 @@ CAMERA_CLEARANCE = 0.45
 """Smallest distance, metres, from a source camera centre to an object's bounding sphere."""
 WALL_MARGIN = 0.6
 """Smallest distance, metres, from a source camera centre to a wall, the floor or the ceiling."""
-TEXELS_PER_TILE = 4
-"""Texels along each side of a room texture tile."""
-SPHERE_BANDS = 6
-"""Horizontal colour bands on a sphere."""
 
 
 @dataclass
@@ -109,45 +108,6 @@ class MultiviewSpec:
 
 
 @dataclass
-class SceneObject:
-    """One object in a room (world frame, metres)."""
-
-    kind: Literal["box", "sphere"]
-    centre: np.ndarray
-    """(3,) world position of the object's centre, metres."""
-    size: np.ndarray
-    """(3,) box: full extents along its own x, y, z; sphere: (2r, 2r, 2r). Metres."""
-    colour: np.ndarray
-    """(3,) RGB in [0, 1] before shading (sphere stripes darken it to 70 %)."""
-    yaw: float = 0.0
-    """Box rotation about the world z axis, radians."""
-
-    @property
-    def radius(self) -> float:
-        """Radius of the bounding sphere, metres."""
-        return float(np.linalg.norm(self.size) / 2 if self.kind == "box" else self.size[0] / 2)
-
-
-@dataclass
-class Scene:
-    """A room and its objects as one vertex-coloured triangle mesh (world frame, metres, z up)."""
-
-    room: np.ndarray
-    """(3,) room extents (X, Y, Z): the room spans [0, X] x [0, Y] x [0, Z], floor at z = 0."""
-    objects: list[SceneObject]
-    light: np.ndarray
-    """(3,) world position of the point light, metres."""
-    verts: np.ndarray = field(repr=False)
-    """(V, 3) float32 vertices, world frame, metres."""
-    faces: np.ndarray = field(repr=False)
-    """(F, 3) int64 vertex indices; every face's normal points into the room / out of its object."""
-    verts_uvs: np.ndarray = field(repr=False)
-    """(V, 2) float32 texture coordinates of the vertices (pytorch3d: u right, v up, texel centres 0..1)."""
-    texture: np.ndarray = field(repr=False)
-    """(Ht, Wt, 3) float32 texture atlas, RGB in [0, 1]."""
-
-
-@dataclass
 class RenderedViews:
     """Output of :func:`render_views` for N cameras."""
 
@@ -155,187 +115,6 @@ class RenderedViews:
     """(N, H, W, 3) float32 RGB in [0, 1]; pixels that see nothing are black."""
     depth: torch.Tensor
     """(N, H, W) float32 camera-frame z of the visible surface, metres; 0 where nothing is seen."""
-
-
-# ---------------------------------------------------------------------------------------------- geometry
-
-def pinhole_intrinsics(width: int, height: int, fov_deg: float) -> np.ndarray:
-    """(3, 3) K in pixels: horizontal field of view ``fov_deg``, square pixels, principal point (W/2, H/2)."""
-    f = 0.5 * width / math.tan(math.radians(fov_deg) / 2)
-    return np.array([[f, 0.0, width / 2], [0.0, f, height / 2], [0.0, 0.0, 1.0]])
-
-
-def camera_pose(eye: np.ndarray, yaw: float, pitch: float, roll: float = 0.0) -> np.ndarray:
-    """(4, 4) world-to-camera pose (OpenCV axes) of a camera at ``eye`` (world, metres, z up).
-
-    yaw: heading of the optical axis about world z, radians (0 = looking along +x, pi/2 = along +y).
-    pitch: elevation of the optical axis, radians (positive = looking up). roll: rotation about the
-    optical axis, radians (positive turns the image clockwise as seen by the viewer).
-    """
-    fwd = np.array([math.cos(pitch) * math.cos(yaw), math.cos(pitch) * math.sin(yaw), math.sin(pitch)])
-    right = np.cross(fwd, [0.0, 0.0, 1.0])
-    right /= np.linalg.norm(right)
-    down = np.cross(fwd, right)
-    R = np.stack([right, down, fwd])  # rows: camera axes in world coordinates
-    c, s = math.cos(roll), math.sin(roll)
-    R = np.array([[c, -s, 0.0], [s, c, 0.0], [0.0, 0.0, 1.0]]) @ R
-    T = np.eye(4)
-    T[:3, :3] = R
-    T[:3, 3] = -R @ np.asarray(eye, dtype=np.float64)
-    return T
-
-
-def _rotation(axis: np.ndarray, angle: float) -> np.ndarray:
-    """(3, 3) rotation by ``angle`` radians about the unit ``axis`` (Rodrigues)."""
-    k = np.array([[0, -axis[2], axis[1]], [axis[2], 0, -axis[0]], [-axis[1], axis[0], 0]])
-    return np.eye(3) + math.sin(angle) * k + (1 - math.cos(angle)) * (k @ k)
-
-
-def _unit(rng: np.random.Generator) -> np.ndarray:
-    v = rng.normal(size=3)
-    return v / np.linalg.norm(v)
-
-
-def relative_motion(rng: np.random.Generator, max_rotation_deg: float, max_translation: float) -> np.ndarray:
-    """(4, 4) source-camera-to-target-camera transform ``D`` (``T_tgt = D @ T_src``).
-
-    The camera turns about its own centre by an angle uniform in [0, max_rotation_deg] about a uniformly
-    random axis, and its centre moves by a uniformly random direction times a length uniform in
-    [0, max_translation] metres (in source-camera axes): ``D = [R | -R d]``.
-    """
-    R = _rotation(_unit(rng), math.radians(rng.uniform(0.0, max_rotation_deg)))
-    d = _unit(rng) * rng.uniform(0.0, max_translation)
-    D = np.eye(4)
-    D[:3, :3] = R
-    D[:3, 3] = -R @ d
-    return D
-
-
-# ------------------------------------------------------------------------------------------------ meshes
-
-class _Atlas:
-    """Packs small RGB images into one texture map (rows of patches, each padded by one edge texel)."""
-
-    def __init__(self):
-        self.patches: list[np.ndarray] = []
-
-    def add(self, img: np.ndarray) -> int:
-        self.patches.append(np.pad(np.asarray(img, dtype=np.float32), ((1, 1), (1, 1), (0, 0)), mode="edge"))
-        return len(self.patches) - 1
-
-    def pack(self) -> tuple[np.ndarray, list[tuple[int, int]]]:
-        """Returns the (Ht, Wt, 3) map and each patch's (row, column) of its first inner texel."""
-        width = max(256, max(p.shape[1] for p in self.patches))
-        offsets, rows, row, col, shelf = [], 0, 0, 0, 0
-        for p in self.patches:
-            if col + p.shape[1] > width:
-                row, col, shelf = row + shelf, 0, 0
-            offsets.append((row + 1, col + 1))
-            col += p.shape[1]
-            shelf = max(shelf, p.shape[0])
-            rows = max(rows, row + shelf)
-        texture = np.zeros((rows, width, 3), np.float32)
-        for p, (r, c) in zip(self.patches, offsets):
-            texture[r - 1:r - 1 + p.shape[0], c - 1:c - 1 + p.shape[1]] = p
-        return texture, offsets
-
-
-def _patch_uv(xy: np.ndarray, offset: tuple[int, int], shape: tuple[int, int]) -> np.ndarray:
-    """(P, 2) texture coordinates of points ``xy`` (P, 2) = (column, row) in texel-edge units inside a
-    patch placed at ``offset`` in a map of ``shape = (Ht, Wt)`` (pytorch3d: u = 0..1 over column centres
-    0..Wt-1, v = 1..0 over row centres 0..Ht-1)."""
-    col = offset[1] + xy[:, 0] - 0.5
-    row = offset[0] + xy[:, 1] - 0.5
-    return np.stack([col / (shape[1] - 1), 1.0 - row / (shape[0] - 1)], axis=1)
-
-
-def _surface_texture(size_u: float, size_v: float, tile: float, base: np.ndarray, rng: np.random.Generator):
-    """Texels of one room surface: tiles about ``tile`` metres (TEXELS_PER_TILE texels a side) coloured
-    ``base`` x checker (1.0 / 0.72) x per-tile noise in [0.85, 1.15] x per-texel noise in [0.95, 1.05]."""
-    nu, nv = max(1, math.ceil(size_u / tile)), max(1, math.ceil(size_v / tile))
-    jj, ii = np.meshgrid(np.arange(nv), np.arange(nu), indexing="ij")  # (nv, nu): rows along v
-    tiles = base * np.where((ii + jj) % 2 == 0, 1.0, 0.72)[..., None] * rng.uniform(0.85, 1.15, size=(nv, nu, 3))
-    t = TEXELS_PER_TILE
-    texels = np.repeat(np.repeat(tiles, t, axis=0), t, axis=1) * rng.uniform(0.95, 1.05, size=(nv * t, nu * t, 1))
-    return np.clip(texels, 0.0, 1.0)
-
-
-_BOX_FACES = ((0, -1), (0, 1), (1, -1), (1, 1), (2, -1), (2, 1))  # (axis, sign) of each box face
-_SPHERE = ico_sphere(2)
-_SPHERE_VERTS = _SPHERE.verts_packed().double().numpy()
-_SPHERE_FACES = _SPHERE.faces_packed().numpy().astype(np.int64)
-_QUAD = np.array([[0, 1, 2], [0, 2, 3]])
-
-
-def _quad_faces(corners: np.ndarray, towards: np.ndarray) -> np.ndarray:
-    """The two faces of quad ``corners`` (4, 3), wound so the normal points along ``towards`` (3,)."""
-    normal = np.cross(corners[1] - corners[0], corners[2] - corners[0])
-    return _QUAD if np.dot(normal, towards) > 0 else _QUAD[:, [0, 2, 1]]
-
-
-def build_scene(room, objects: list[SceneObject], light=None, *, rng: np.random.Generator | None = None,
-                tile_size: float = 0.25) -> Scene:
-    """Assemble a room with ``objects`` into one textured mesh.
-
-    room: (3,) extents (X, Y, Z), metres. light: (3,) world position, metres (default: centre of the
-    ceiling, 0.2 m below it). rng draws the base colours and the noise of the six room surfaces'
-    tile textures (default: ``np.random.default_rng(0)``); base colours are light pastels (every
-    channel >= 0.35). Box faces carry a 2 x 2 checker of their colour (x 1.0 / 0.85, each face a
-    little darker than the last); spheres six horizontal bands (x 1.0 / 0.7).
-    """
-    room = np.asarray(room, dtype=np.float64)
-    if room.shape != (3,) or not (room > 0).all():
-        raise ValueError(f"expected room extents of shape (3,), all positive, got {room}")
-    rng = np.random.default_rng(0) if rng is None else rng
-    light = np.array([room[0] / 2, room[1] / 2, room[2] - 0.2]) if light is None else np.asarray(light, float)
-    X, Y, Z = room
-    atlas = _Atlas()
-    quads = []  # (corners (4, 3), normal direction (3,), patch index)
-    for o, u, v in (((0, 0, 0), (X, 0, 0), (0, Y, 0)),  # floor
-                    ((0, 0, Z), (X, 0, 0), (0, Y, 0)),  # ceiling
-                    ((0, 0, 0), (X, 0, 0), (0, 0, Z)),  # wall y = 0
-                    ((0, Y, 0), (X, 0, 0), (0, 0, Z)),  # wall y = Y
-                    ((0, 0, 0), (0, Y, 0), (0, 0, Z)),  # wall x = 0
-                    ((X, 0, 0), (0, Y, 0), (0, 0, Z))):  # wall x = X
-        o, u, v = (np.asarray(a, dtype=np.float64) for a in (o, u, v))
-        tex = _surface_texture(np.linalg.norm(u), np.linalg.norm(v), tile_size, 0.35 + 0.55 * rng.random(3), rng)
-        quads.append((np.stack([o, o + u, o + u + v, o + v]), room / 2 - o, atlas.add(tex)))
-    spheres = []
-    for obj in objects:
-        if obj.kind == "box":
-            c, s = math.cos(obj.yaw), math.sin(obj.yaw)
-            rot = np.array([[c, -s, 0.0], [s, c, 0.0], [0.0, 0.0, 1.0]])
-            for k, (axis, sign) in enumerate(_BOX_FACES):
-                a1, a2 = [ax for ax in range(3) if ax != axis]
-                box = np.zeros((4, 3))
-                box[:, axis], box[:, a1], box[:, a2] = sign, [-1, 1, 1, -1], [-1, -1, 1, 1]
-                checker = np.kron([[1.0, 0.85], [0.85, 1.0]], np.ones((4, 4)))[..., None]
-                tex = np.clip(obj.colour * (1.0 - 0.04 * k) * checker, 0.0, 1.0)
-                quads.append((box * obj.size / 2 @ rot.T + obj.centre, rot[:, axis] * sign, atlas.add(tex)))
-        elif obj.kind == "sphere":
-            bands = np.where(np.arange(SPHERE_BANDS * 4) // 4 % 2 == 0, 1.0, 0.7)
-            tex = np.clip(np.broadcast_to(obj.colour * bands[:, None, None], (SPHERE_BANDS * 4, 4, 3)), 0.0, 1.0)
-            spheres.append((obj, atlas.add(tex)))
-        else:
-            raise ValueError(f"object kind must be 'box' or 'sphere', got {obj.kind!r}")
-    texture, offsets = atlas.pack()
-    verts, faces, uvs, n = [], [], [], 0
-    for corners, towards, patch in quads:
-        h, w = atlas.patches[patch].shape[0] - 2, atlas.patches[patch].shape[1] - 2
-        verts.append(corners)
-        faces.append(_quad_faces(corners, towards) + n)
-        uvs.append(_patch_uv(np.array([[0, 0], [w, 0], [w, h], [0, h]], float), offsets[patch], texture.shape[:2]))
-        n += 4
-    for obj, patch in spheres:
-        h = atlas.patches[patch].shape[0] - 2
-        verts.append(_SPHERE_VERTS * obj.size[0] / 2 + obj.centre)
-        faces.append(_SPHERE_FACES + n)
-        xy = np.stack([np.full(len(_SPHERE_VERTS), 2.0), (1.0 - _SPHERE_VERTS[:, 2]) / 2 * h], axis=1)
-        uvs.append(_patch_uv(xy, offsets[patch], texture.shape[:2]))
-        n += len(_SPHERE_VERTS)
-    return Scene(room=room, objects=list(objects), light=light, verts=np.concatenate(verts).astype(np.float32),
-                 faces=np.concatenate(faces).astype(np.int64), verts_uvs=np.concatenate(uvs).astype(np.float32),
-                 texture=texture)
 
 
 def _saturated_colour(rng: np.random.Generator) -> np.ndarray:
