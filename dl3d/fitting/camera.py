@@ -15,10 +15,11 @@ tell front from back, and uses a scale-free shoulder threshold (a fraction of th
 from __future__ import annotations
 
 import math
+
 import torch
+from pytorch3d.transforms import axis_angle_to_matrix, euler_angles_to_matrix
 from torch import Tensor
 
-from dl3d.body.joints_kernel import batch_rodrigues
 from dl3d.fitting.objective import gmof, project_points
 from dl3d.keypoints.formats import FORMATS, get_format
 
@@ -49,15 +50,15 @@ def _check_fmt(fmt: str) -> None:
 
 
 def rotation_x(angle: Tensor) -> Tensor:
-    """(...,) radians -> (..., 3, 3) rotation about x."""
-    c, s, o, z = torch.cos(angle), torch.sin(angle), torch.ones_like(angle), torch.zeros_like(angle)
-    return torch.stack([o, z, z, z, c, -s, z, s, c], -1).unflatten(-1, (3, 3))
+    """(...,) radians -> (..., 3, 3) rotation about x (pytorch3d's X Euler rotation)."""
+    z = torch.zeros_like(angle)
+    return euler_angles_to_matrix(torch.stack([angle, z, z], -1), "XYZ")
 
 
 def rotation_y(angle: Tensor) -> Tensor:
-    """(...,) radians -> (..., 3, 3) rotation about y."""
-    c, s, o, z = torch.cos(angle), torch.sin(angle), torch.ones_like(angle), torch.zeros_like(angle)
-    return torch.stack([c, z, s, z, o, z, -s, z, c], -1).unflatten(-1, (3, 3))
+    """(...,) radians -> (..., 3, 3) rotation about y (pytorch3d's Y Euler rotation)."""
+    z = torch.zeros_like(angle)
+    return euler_angles_to_matrix(torch.stack([z, angle, z], -1), "XYZ")
 
 
 def facing_rotation(yaw: Tensor) -> Tensor:
@@ -184,7 +185,7 @@ def fit_camera(model_keypoints: Tensor, keypoints: Tensor, weight: Tensor, focal
     opt = torch.optim.Adam([delta, transl], lr=lr, fused=True)
 
     def data_loss() -> Tensor:
-        rot = batch_rodrigues(delta) @ rot0
+        rot = axis_angle_to_matrix(delta) @ rot0
         cam = model_keypoints @ rot.transpose(1, 2) + transl[:, None]
         res = gmof(project_points(cam, focal, principal_point) - keypoints[..., :2], sigma).sum(-1)
         return (weight * weight * res).sum(-1)
@@ -196,7 +197,7 @@ def fit_camera(model_keypoints: Tensor, keypoints: Tensor, weight: Tensor, focal
         opt.step()
     with torch.no_grad():
         final = data_loss()
-        return batch_rodrigues(delta) @ rot0, transl.detach().clone(), final
+        return axis_angle_to_matrix(delta) @ rot0, transl.detach().clone(), final
 
 
 def fit_camera_with_flip(model_keypoints: Tensor, keypoints: Tensor, weight: Tensor, focal: Tensor,

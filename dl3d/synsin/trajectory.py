@@ -6,19 +6,13 @@ points from the source camera into a target camera: ``x_tgt = T @ x_src``.
 
 from __future__ import annotations
 
-import math
 from typing import Literal
 
 import torch
+from pytorch3d.transforms import euler_angles_to_matrix
 
 TrajectoryKind = Literal["orbit", "dolly", "pan"]
 TRAJECTORIES: tuple[str, ...] = ("orbit", "dolly", "pan")
-
-
-def rotation_y(angle: float) -> torch.Tensor:
-    """(3, 3) rotation by ``angle`` radians about the camera's y axis (down)."""
-    c, s = math.cos(angle), math.sin(angle)
-    return torch.tensor([[c, 0.0, s], [0.0, 1.0, 0.0], [-s, 0.0, c]])
 
 
 def trajectory(kind: TrajectoryKind, steps: int, magnitude: float, pivot_depth: float = 2.0) -> torch.Tensor:
@@ -39,7 +33,7 @@ def trajectory(kind: TrajectoryKind, steps: int, magnitude: float, pivot_depth: 
     for i, v in enumerate(values.tolist()):
         if kind == "orbit":
             # Camera rotates by v about the pivot: x_tgt = R (x_src - p) + p, with R the inverse motion.
-            rot = rotation_y(-v)
+            rot = euler_angles_to_matrix(torch.tensor([0.0, -v, 0.0], dtype=torch.float64), "XYZ").float()  # R_y(-v)
             pivot = torch.tensor([0.0, 0.0, pivot_depth])
             poses[i, :3, :3] = rot
             poses[i, :3, 3] = pivot - rot @ pivot

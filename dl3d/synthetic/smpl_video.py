@@ -20,7 +20,7 @@ from typing import Any, Mapping, Sequence
 
 import numpy as np
 import torch
-from pytorch3d.transforms import matrix_to_axis_angle
+from pytorch3d.transforms import euler_angles_to_matrix, matrix_to_axis_angle
 
 from dl3d.body.joints_kernel import SelectedPointsKernel, build_points_kernel
 from dl3d.config import opt
@@ -118,13 +118,10 @@ def project(points: Any, focal: Any, principal_point: Any) -> Any:
 
 
 def _rot_about(axis: int, angle: np.ndarray) -> np.ndarray:
-    """(F,) radians -> (F, 3, 3) rotation about axis 0 (x), 1 (y) or 2 (z)."""
-    c, s = np.cos(angle), np.sin(angle)
-    r = np.zeros(angle.shape + (3, 3))
-    i, j = [(1, 2), (2, 0), (0, 1)][axis]
-    r[..., axis, axis] = 1
-    r[..., i, i], r[..., i, j], r[..., j, i], r[..., j, j] = c, -s, s, c
-    return r
+    """(F,) radians -> (F, 3, 3) float64 rotation about axis 0 (x), 1 (y) or 2 (z)."""
+    angles = np.zeros(angle.shape + (3,))
+    angles[..., axis] = angle
+    return euler_angles_to_matrix(torch.as_tensor(angles), "XYZ").numpy()
 
 
 def _axis_angle(rot: np.ndarray) -> np.ndarray:
