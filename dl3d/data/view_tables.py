@@ -44,5 +44,14 @@ IMAGES = TableSchema(
                doc="(3, 3) K in pixels; default: focal = image width, principal point at the centre"),
         Column("target_poses", pa.list_(tensor_type((4, 4))), shape=(None, 4, 4), required=False,
                doc="(T, 4, 4) explicit targets: source-camera-to-target-camera transforms, OpenCV axes"),
+        # Truth of generated scenes (dl3d data make clevr): world frame z up, one entry per object.
+        Column("object_count", pa.int64(), required=False, doc="objects in the scene"),
+        Column("object_positions", pa.list_(tensor_type((3,))), shape=(None, 3), required=False,
+               doc="(K, 3) object centres, world frame, z up"),
+        Column("object_colors", pa.list_(tensor_type((3,))), shape=(None, 3), required=False,
+               doc="(K, 3) object RGB in [0, 1]"),
+        Column("object_shapes", pa.list_(pa.string()), required=False, doc="(K,) primitive names"),
+        Column("object_masks", pa.list_(pa.binary()), required=False,
+               doc="(K,) grey PNGs, 255 where that object is the visible surface"),
     ),
 )
