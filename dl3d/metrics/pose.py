@@ -53,26 +53,17 @@ def mpjpe(pred: Any, gt: Any) -> Any:
 def procrustes_align(pred: Any, gt: Any) -> Any:
     """Per-frame similarity (scale, rotation, translation) alignment of ``pred`` onto ``gt``.
 
-    Umeyama's closed form, batched with one SVD per frame; the rotation is proper (det = +1).
-    pred: (N, J, 3) float; gt: (N, J, 3) float, same units.
-    Returns (N, J, 3) float64: ``s * pred @ R^T + t`` with the least-squares ``s, R, t`` per frame.
+    ``pytorch3d.ops.corresponding_points_alignment(estimate_scale=True)`` (Umeyama's closed form, one
+    SVD per frame, proper rotations only). pred: (N, J, 3) float; gt: (N, J, 3) float, same units.
+    Returns (N, J, 3) float64: ``s * pred @ R + T`` with the least-squares ``s, R, T`` per frame.
     """
+    from pytorch3d.ops import corresponding_points_alignment
+
     p = _as_tensor(pred, "pred")
     g = _as_tensor(gt, "gt", p.device)
     _check_pair(p, g)
-    mu_p, mu_g = p.mean(1, keepdim=True), g.mean(1, keepdim=True)
-    p0, g0 = p - mu_p, g - mu_g
-    h = p0.transpose(1, 2) @ g0  # (N, 3, 3) = sum_i p_i g_i^T
-    u, s, vt = torch.linalg.svd(h)
-    v = vt.transpose(1, 2)
-    sign = torch.sign(torch.linalg.det(v @ u.transpose(1, 2)))
-    sign = torch.where(sign == 0, torch.ones_like(sign), sign)
-    d = torch.ones_like(s)
-    d[:, 2] = sign
-    rot = v @ torch.diag_embed(d) @ u.transpose(1, 2)  # (N, 3, 3)
-    var = (p0 * p0).sum((1, 2)).clamp_min(1e-12)
-    scale = (s * d).sum(1) / var  # (N,)
-    aligned = scale[:, None, None] * (p0 @ rot.transpose(1, 2)) + mu_g
+    rot, transl, scale = corresponding_points_alignment(p, g, estimate_scale=True, allow_reflection=False)
+    aligned = scale[:, None, None] * (p @ rot) + transl[:, None, :]
     return _like(aligned, pred)
 
 
