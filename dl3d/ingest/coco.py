@@ -1,9 +1,16 @@
 """COCO-17 keypoint annotations (and PoseTrack's video variant) into a ``keypoints2d`` dataset.
 
 A COCO keypoint file (``person_keypoints_*.json``) holds ``images`` (``id``, ``file_name``,
-``width``, ``height``), ``annotations`` (``image_id``, ``keypoints`` = 17 x (x, y, v) = 51 numbers,
-``iscrowd``) and ``categories`` (the person category lists its 17 keypoint names). PoseTrack's
-files add ``vid_id`` and ``frame_id`` to the images and ``track_id`` to the annotations.
+``width``, ``height``), ``annotations`` (``image_id``, ``keypoints`` = J x (x, y, v), ``iscrowd``)
+and ``categories`` (the person category lists its J keypoint names). PoseTrack's files add
+``vid_id`` and ``frame_id`` to the images and ``track_id`` to the annotations.
+
+Keypoints are read by the names the category declares (``dl3d.keypoints.formats``): COCO's 17 names
+give ``coco17``; PoseTrack 2018's (``nose, head_bottom, head_top, left_ear, ...``) give ``posetrack``
+(head_bottom and head_top are not eyes). Names in another order are reordered. With
+``--keypoint-format coco17|posetrack`` the rows are stored in that format (converted by name,
+joints the file lacks at confidence 0); a category whose names dl3d does not know is then read in
+that format's order. Every image's own ``width``/``height`` is its rows' image size.
 
 Videos: ``vid_id`` when the images have it, else the folder part of ``file_name`` (PoseTrack's
 ``images/val/000342_mpii_test/000000.jpg``), else every image is a one-frame video (plain COCO).
@@ -26,14 +33,18 @@ import numpy as np
 
 from dl3d.data import fs as fsx
 from dl3d.ingest.config import IngestConfig, IngestReport, SkippedInput
+from dl3d.ingest.sizes import lookup_size, read_sizes
 from dl3d.ingest.tracking import associate_tracks, track_rows
 from dl3d.ingest.writer import VideoKeypoints, finish_ingest
+from dl3d.keypoints.formats import FORMATS, convert, get_format, joint_alias
 
 COCO_JOINTS = 17
+COCO_FORMATS = ("coco17", "posetrack")
+"""Formats a COCO-style file can declare."""
 
 
 class CocoFormatError(ValueError):
-    """A file is not usable COCO-17 keypoint JSON; the message says why."""
+    """A file is not usable COCO keypoint JSON; the message says why."""
 
 
 @dataclass
@@ -41,31 +52,74 @@ class _Image:
     id: Any
     file_name: str
     record: dict
-    people: list[np.ndarray] = field(default_factory=list)  # (17, 3) each
+    people: list[np.ndarray] = field(default_factory=list)  # (J, 3) each, in the stored format
     track_ids: list[int] = field(default_factory=list)
 
 
-def coco_keypoints(values: Any) -> np.ndarray:
-    """One annotation's ``keypoints`` (51 numbers x, y, v) as (17, 3) float64 x, y pixels and confidence.
+def coco_keypoints(values: Any, joints: int = COCO_JOINTS, what: str = "COCO-17") -> np.ndarray:
+    """One annotation's ``keypoints`` (3 J numbers x, y, v) as (J, 3) float64 x, y pixels and confidence.
 
     Raises :class:`CocoFormatError` for a list of the wrong length or with non-numbers.
     """
     if not isinstance(values, list):
         raise CocoFormatError(f"keypoints is not a list but {type(values).__name__}")
-    if len(values) != 3 * COCO_JOINTS:
-        raise CocoFormatError(f"keypoints has {len(values)} numbers; expected 51 (COCO-17: 17 keypoints x, y, v)")
+    if len(values) != 3 * joints:
+        raise CocoFormatError(f"keypoints has {len(values)} numbers; expected {3 * joints} "
+                              f"({what}: {joints} keypoints x, y, v)")
     bad = [i for i, v in enumerate(values) if isinstance(v, bool) or not isinstance(v, (int, float))]
     if bad:
         raise CocoFormatError(f"keypoints[{bad[0]}] is not a number: {values[bad[0]]!r}")
-    kp = np.asarray(values, dtype=np.float64).reshape(COCO_JOINTS, 3)
+    kp = np.asarray(values, dtype=np.float64).reshape(joints, 3)
     kp[~np.isfinite(kp).all(axis=1)] = 0.0
     kp[:, 2] = np.where(kp[:, 2] >= 1, 1.0, np.maximum(kp[:, 2], 0.0))
     kp[kp[:, 2] == 0] = 0.0
     return kp
 
 
-def _person_categories(obj: dict) -> set | None:
-    """Ids of the categories whose annotations are people with COCO-17 keypoints (None: no categories)."""
+@dataclass
+class _Layout:
+    """How one category's keypoints become rows: read ``joints`` numbers in format ``src``, store as ``dst``."""
+
+    src: str
+    dst: str
+    joints: int
+    order: list[int] | None  # declared position -> position in ``src`` (None: already in order)
+    reason: str
+
+    def rows(self, kp: np.ndarray) -> np.ndarray:
+        if self.order is not None:
+            out = np.zeros((get_format(self.src).num_joints, 3))
+            out[self.order] = kp
+            kp = out
+        return convert(kp, self.src, self.dst) if self.src != self.dst else kp
+
+
+def _layout(cat: dict, requested: str) -> _Layout:
+    """The layout of a category that declares keypoint names (see the module doc)."""
+    declared = [joint_alias(n) for n in cat["keypoints"]]
+    dst = requested if requested in COCO_FORMATS else None
+    if requested not in ("auto",) + COCO_FORMATS:
+        raise CocoFormatError(f"--keypoint-format {requested} is not a COCO-style format: use coco17 or posetrack")
+    for name in COCO_FORMATS:
+        fmt = FORMATS[name]
+        if len(set(declared)) == len(declared) and set(declared) <= set(fmt.joints):
+            order = None if tuple(declared) == fmt.joints else [fmt.index(n) for n in declared]
+            how = "in order" if order is None else "reordered by name"
+            return _Layout(name, dst or name, len(declared), order,
+                           f"category {cat.get('name')!r} declares {fmt.title} keypoint names ({how})")
+    if dst is not None and len(declared) == FORMATS[dst].num_joints:
+        return _Layout(dst, dst, len(declared), None, f"unknown keypoint names read in {FORMATS[dst].title} order "
+                                                      f"(--keypoint-format {dst})")
+    unknown = [n for n in cat["keypoints"] if joint_alias(n) not in FORMATS["coco17"].joints + FORMATS["posetrack"].joints]
+    raise CocoFormatError(f"category {cat.get('name')!r} declares {len(declared)} keypoints with names dl3d does not "
+                          f"know ({unknown[:4]}); only COCO-17 and PoseTrack names are read: pass --keypoint-format "
+                          f"coco17 or posetrack to read 17 keypoints in that order")
+
+
+def _person_categories(obj: dict, requested: str) -> dict | None:
+    """Layout by category id of the categories whose annotations are people with keypoints; None when the
+    file has no categories (then read as ``requested``, COCO-17 for auto). Ids of person categories
+    without keypoint names map to that default too."""
     cats = obj.get("categories")
     if not cats:
         return None
@@ -73,24 +127,37 @@ def _person_categories(obj: dict) -> set | None:
         raise CocoFormatError("'categories' is not a list of objects")
     with_kp = [c for c in cats if c.get("keypoints")]
     if not with_kp:
-        return {c.get("id") for c in cats if c.get("name") == "person"} or None
-    ok = {c.get("id") for c in with_kp if len(c["keypoints"]) == COCO_JOINTS}
-    if not ok:
-        c = with_kp[0]
-        raise CocoFormatError(f"category {c.get('name')!r} declares {len(c['keypoints'])} keypoints; "
-                              f"only COCO-17 (17 keypoints) is supported")
-    return ok
+        default = _default_layout(requested)
+        return {c.get("id"): default for c in cats if c.get("name") == "person"} or None
+    return {c.get("id"): _layout(c, requested) for c in with_kp}
 
 
-def parse_coco(obj: Any, source: str) -> tuple[dict[Any, _Image], list[SkippedInput]]:
-    """Images of a COCO keypoint file with their people attached; annotations that cannot be used are listed."""
+def _default_layout(requested: str) -> _Layout:
+    name = requested if requested in COCO_FORMATS else "coco17"
+    return _Layout(name, name, FORMATS[name].num_joints, None,
+                   f"no keypoint names declared: read as {FORMATS[name].title}")
+
+
+def parse_coco(obj: Any, source: str, requested: str = "auto"
+               ) -> tuple[dict[Any, _Image], list[SkippedInput], int, _Layout | None]:
+    """Images of a COCO keypoint file with their people attached (in the stored format).
+
+    Returns the images, the annotations that cannot be used (listed with the reason), the number of
+    person annotations without any keypoint (counted, left out) and the layout used (None when no
+    annotation had keypoints).
+    """
     if not isinstance(obj, dict) or not isinstance(obj.get("images"), list):
         raise CocoFormatError("expected a JSON object with an 'images' list (COCO keypoint format)")
     annotations = obj.get("annotations") or []
     if not isinstance(annotations, list):
         raise CocoFormatError("'annotations' is not a list")
-    persons = _person_categories(obj)
+    persons = _person_categories(obj, requested)
+    layouts = list(persons.values()) if persons else []
+    if len({(lay.dst) for lay in layouts}) > 1:
+        raise CocoFormatError(f"categories declare different keypoint formats {sorted({lay.dst for lay in layouts})}")
     skipped: list[SkippedInput] = []
+    empty = 0
+    used: _Layout | None = None
     images: dict[Any, _Image] = {}
     for n, im in enumerate(obj["images"]):
         if not isinstance(im, dict) or "id" not in im:
@@ -110,16 +177,21 @@ def parse_coco(obj: Any, source: str) -> tuple[dict[Any, _Image], list[SkippedIn
             skipped.append(SkippedInput(name, f"image_id {ann.get('image_id')!r} is not in 'images'"))
             continue
         if "keypoints" not in ann:
-            continue  # a box without keypoints
+            empty += 1  # a person box without keypoints
+            continue
+        layout = persons.get(category, layouts[0]) if persons else _default_layout(requested)
         try:
-            kp = coco_keypoints(ann["keypoints"])
+            kp = coco_keypoints(ann["keypoints"], layout.joints, get_format(layout.src).title)
         except CocoFormatError as exc:
             skipped.append(SkippedInput(name, str(exc)))
             continue
         if (kp[:, 2] > 0).any():
-            image.people.append(kp)
+            image.people.append(layout.rows(kp))
             image.track_ids.append(_track_id(ann.get("track_id")))
-    return images, skipped
+            used = layout
+        else:
+            empty += 1
+    return images, skipped, empty, used
 
 
 def _track_id(value: Any) -> int:
@@ -168,20 +240,19 @@ def _int_or_none(value: Any) -> int | None:
         return None
 
 
-def _image_size(images: list[_Image]) -> tuple[int, int] | None:
-    for im in images:
-        w, h = _int_or_none(im.record.get("width")), _int_or_none(im.record.get("height"))
-        if w and h and w > 0 and h > 0:
-            return w, h
-    return None
+def _image_size(im: _Image) -> tuple[int, int]:
+    """(width, height) an image record declares, (0, 0) when it does not."""
+    w, h = _int_or_none(im.record.get("width")), _int_or_none(im.record.get("height"))
+    return (w, h) if w and h and w > 0 and h > 0 else (0, 0)
 
 
 def coco_videos(
-    images: dict[Any, _Image], cfg: IngestConfig, source: str,
+    images: dict[Any, _Image], cfg: IngestConfig, source: str, fmt: str = "coco17", sizes: dict | None = None,
 ) -> tuple[list[tuple[VideoKeypoints, int]], list[SkippedInput]]:
-    """Group images into videos, track the people and build each video's rows.
+    """Group images into videos, track the people and build each video's rows (format ``fmt``).
 
-    Returns (video rows, number of images) per video and the images that could not be placed.
+    Each row's image size is its image record's, else the video's entry in ``sizes``, else the
+    config's. Returns (video rows, number of images) per video and the images that could not be placed.
     """
     groups: dict[str, list[_Image]] = {}
     skipped: list[SkippedInput] = []
@@ -193,13 +264,19 @@ def coco_videos(
     videos = []
     for video in sorted(groups):
         ordered, numbers = frame_numbers(groups[video])
-        dets = [np.asarray(im.people, dtype=np.float64).reshape(-1, COCO_JOINTS, 3) for im in ordered]
+        joints = get_format(fmt).num_joints
+        dets = [np.asarray(im.people, dtype=np.float64).reshape(-1, joints, 3) for im in ordered]
         ids = [np.asarray(im.track_ids, dtype=np.int64) for im in ordered]
         tracks = associate_tracks(dets, ids, max_distance=cfg.track_distance, min_confidence=cfg.min_confidence,
                                   max_gap=cfg.track_max_gap)
-        frames, track, kp = track_rows(numbers, dets, tracks, COCO_JOINTS, cfg.min_track_length)
-        size = _image_size(ordered) or cfg.image_size
-        videos.append((VideoKeypoints(video, frames, track, kp, "coco17", size, cfg.focal_length), len(ordered)))
+        frames, track, kp = track_rows(numbers, dets, tracks, joints, cfg.min_track_length)
+        entry = lookup_size(sizes, video) if sizes else None
+        fallback = (entry.width, entry.height) if entry is not None else (cfg.image_size or (0, 0))
+        size_of = {int(n): _image_size(im) for n, im in zip(numbers, ordered)}
+        per_row = np.array([size_of[int(f)] if size_of[int(f)][0] else fallback for f in frames],
+                           dtype=np.int64).reshape(-1, 2)
+        focal = entry.focal if entry is not None and entry.focal is not None else cfg.focal_length
+        videos.append((VideoKeypoints(video, frames, track, kp, fmt, per_row, focal), len(ordered)))
     return videos, skipped
 
 
@@ -220,7 +297,7 @@ def ingest_coco(
     *,
     storage_options: dict[str, Any] | None = None,
 ) -> IngestReport:
-    """Turn COCO-17 / PoseTrack keypoint JSON (one file or a folder of them) into a ``keypoints2d`` dataset.
+    """Turn COCO / PoseTrack keypoint JSON (one file or a folder of them) into a ``keypoints2d`` dataset.
 
     Files and annotations that cannot be used are skipped and listed, with the reason, in the
     returned report and in ``_ingest_errors.json``. A video id found in two files is kept from the
@@ -231,7 +308,9 @@ def ingest_coco(
     paths = _json_files(fs, root)
     if not paths:
         raise ValueError(f"{input_url}: no .json files found")
+    sizes = read_sizes(cfg.sizes, storage_options) if cfg.sizes else {}
     report = IngestReport(output_url)
+    reasons: list[str] = []
     videos: dict[str, VideoKeypoints] = {}
     for path in paths:
         name = path if fsx.is_local(fs) else fs.unstrip_protocol(path)
@@ -241,12 +320,16 @@ def ingest_coco(
             report.skipped.append(SkippedInput(name, f"not valid JSON ({exc})"))
             continue
         try:
-            images, skipped = parse_coco(obj, name)
-            found, more = coco_videos(images, cfg, name)
+            images, skipped, empty, layout = parse_coco(obj, name, cfg.keypoint_format)
+            layout = layout or _default_layout(cfg.keypoint_format)
+            found, more = coco_videos(images, cfg, name, layout.dst, sizes)
         except CocoFormatError as exc:
             report.skipped.append(SkippedInput(name, str(exc)))
             continue
         report.skipped += skipped + more
+        report.people_without_keypoints += empty
+        if found and layout.reason not in reasons:
+            reasons.append(layout.reason)
         for v, num_images in found:
             if v.video in videos:
                 report.skipped.append(SkippedInput(name, f"video {v.video!r} was already read from another file"))
@@ -257,5 +340,6 @@ def ingest_coco(
         first = report.skipped[0] if report.skipped else SkippedInput(input_url, "no images")
         raise ValueError(f"{input_url}: no video could be read from {len(paths)} JSON files; "
                          f"first problem: {first.name}: {first.reason}")
+    report.format_reason = "; ".join(reasons)
     return finish_ingest(output_url, list(videos.values()), report, cfg, {"ingest": "coco", "input": input_url},
                          storage_options)

@@ -2,10 +2,15 @@
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field
-from typing import Any, Literal
+from dataclasses import dataclass
+from typing import Literal
 
 from dl3d.config import opt
+from dl3d.ingest.report import IngestReport, SkippedInput
+
+__all__ = ["IngestConfig", "IngestReport", "SkippedInput"]
+
+INPUT_FORMATS = ("auto", "body25", "body25b", "coco18", "coco17", "posetrack")
 
 
 @dataclass
@@ -25,8 +30,16 @@ class IngestConfig:
     min_confidence: float = opt(0.1, "keypoints below this confidence are ignored when matching people to tracks")
     min_track_length: int = opt(1, "drop tracks detected in fewer frames than this")
     video_key: Literal["auto", "vid_id", "folder", "image"] = opt(
-        "auto", "COCO: what makes a video; auto = the images' vid_id, else the folder of file_name, "
-                "else each image alone")
+        "auto", "what makes a video. COCO: auto = the images' vid_id, else the folder of file_name, else each "
+                "image alone. OpenPose: auto = a folder is one video when its frame numbers are dense (at least "
+                "half of the range between the first and last), else each file is a photo of its own; "
+                "folder / image force one or the other")
+    keypoint_format: Literal["auto", "body25", "body25b", "coco18", "coco17", "posetrack"] = opt(
+        "auto", "layout of the input keypoints. OpenPose: auto = by the numbers per person (75: BODY_25 or "
+                "BODY_25B, told apart by where the neck sits; 54: COCO-18, converted to body25); COCO: auto = by "
+                "the keypoint names the categories declare (coco17 or posetrack)")
+    sizes: str | None = opt(None, "CSV (video,width,height[,focal]) or JSON ({video: {width, height, focal}}) "
+                                  "of per-video image sizes in pixels, for inputs without images beside them")
 
     def __post_init__(self):
         if self.videos_per_shard < 1:
@@ -48,6 +61,8 @@ class IngestConfig:
             raise ValueError(f"min_confidence must be in [0, 1], got {self.min_confidence}")
         if self.min_track_length < 1:
             raise ValueError(f"min_track_length must be >= 1, got {self.min_track_length}")
+        if self.keypoint_format not in INPUT_FORMATS:
+            raise ValueError(f"keypoint_format must be one of {', '.join(INPUT_FORMATS)}; got {self.keypoint_format!r}")
         if self.video_key not in ("auto", "vid_id", "folder", "image"):
             raise ValueError(f"video_key must be one of auto, vid_id, folder, image; got {self.video_key!r}")
 
@@ -55,40 +70,3 @@ class IngestConfig:
     def image_size(self) -> tuple[int, int] | None:
         """(width, height) in pixels, or None."""
         return None if self.image_width is None else (self.image_width, self.image_height)
-
-
-@dataclass
-class SkippedInput:
-    """An input file (or one record in it) that could not be used, and why."""
-
-    name: str
-    """File path, or ``path#annotation-id`` for one COCO annotation."""
-    reason: str
-
-
-@dataclass
-class IngestReport:
-    """What an ingest read and wrote."""
-
-    output_url: str
-    videos: int = 0
-    """Videos written."""
-    frames: int = 0
-    """Input frames read successfully."""
-    rows: int = 0
-    """Rows written (one per video, track and frame)."""
-    shards: int = 0
-    tracks: int = 0
-    """Person tracks written, over all videos."""
-    skipped: list[SkippedInput] = field(default_factory=list)
-
-    def to_json(self) -> dict[str, Any]:
-        return asdict(self)
-
-    def summary(self) -> str:
-        """One line for the command line."""
-        line = (f"{self.videos} videos, {self.frames} frames, {self.tracks} tracks -> {self.rows} rows "
-                f"in {self.shards} shards at {self.output_url}")
-        if self.skipped:
-            line += f"; {len(self.skipped)} inputs skipped (see _ingest_errors.json)"
-        return line

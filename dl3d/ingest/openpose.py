@@ -11,78 +11,110 @@ OpenPose writes one JSON file per frame, ``{video}_{frame:012d}_keypoints.json``
                  "hand_right_keypoints_3d": []}]}
 
 ``person_id`` is ``[-1]`` unless OpenPose ran with ``--tracking`` (older versions omit it, some
-tools write a bare integer); versions before 1.2 call the body array ``pose_keypoints``. Only the
-BODY_25 body model (25 keypoints, 75 numbers) is read: the COCO_18 (54 numbers), MPI_15 (45) and
-BODY_135 (405) models are reported as unsupported. Coordinates are taken as pixels of the input
-image (OpenPose's default ``--keypoint_scale 0``).
+tools write a bare integer); versions before 1.2 call the body array ``pose_keypoints``.
 
-Input layout: a root folder holding one folder per video, each with that video's JSON files, or
-a root that directly holds the JSON files of one video (named after the root folder). Paths may be
-local or any fsspec URL (``s3://...``).
+Body models, by the numbers per person: 75 is BODY_25 or BODY_25B (same count, different joint
+order, see ``dl3d.keypoints.formats``); ``--keypoint-format auto`` tells them apart by the neck: on
+BODY_25, keypoint 1 (the neck) sits at the midpoint of keypoints 2 and 5 (the shoulders), within a
+few percent of the shoulder width; on BODY_25B keypoints 1, 2, 5 are the left eye, right eye and left
+shoulder, and the "neck" is half a shoulder-to-eye distance away. 54 is the older COCO-18 model: it is
+converted to BODY_25 by joint name (MidHip from the hips, the feet missing). MPI_15 (45) and BODY_135
+(405) are reported as unsupported. A person with an empty ``pose_keypoints_2d`` (``--body 0`` writes
+those) or with every confidence 0 is left out and counted. Coordinates are taken as pixels of the
+input image (OpenPose's default ``--keypoint_scale 0``).
+
+File names, frame numbers, videos versus photos and image sizes: see ``dl3d.ingest.openpose_files``.
+Paths may be local or any fsspec URL (``s3://...``).
 """
 
 from __future__ import annotations
 
-import io
 import json
 import math
 import posixpath
-import re
 from collections.abc import Sequence
+from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
 
 from dl3d.data import fs as fsx
 from dl3d.ingest.config import IngestConfig, IngestReport, SkippedInput
+from dl3d.ingest.openpose_files import SUFFIXES, find_openpose_files, frame_numbers, frame_stem, image_sizes, is_dense
+from dl3d.ingest.sizes import lookup_size, read_sizes
 from dl3d.ingest.tracking import associate_tracks, track_rows
 from dl3d.ingest.writer import VideoKeypoints, finish_ingest
+from dl3d.keypoints.formats import convert, get_format
 
-BODY25_JOINTS = 25
 JSON_SUFFIX = "_keypoints.json"
-IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg")
-OTHER_MODELS = {54: "COCO_18 (18 keypoints)", 45: "MPI_15 (15 keypoints)", 405: "BODY_135 (135 keypoints)"}
-"""Numbers per person of the other OpenPose body models, by the length of ``pose_keypoints_2d``."""
+MODELS = {75: "BODY_25 or BODY_25B (25 keypoints)", 54: "COCO_18 (18 keypoints)"}
+"""Numbers per person of the OpenPose body models dl3d reads."""
+OTHER_MODELS = {45: "MPI_15 (15 keypoints)", 405: "BODY_135 (135 keypoints)"}
+"""Numbers per person of the OpenPose body models dl3d does not read."""
 EMPTY_PARTS = ("face_keypoints_2d", "hand_left_keypoints_2d", "hand_right_keypoints_2d", "pose_keypoints_3d",
                "face_keypoints_3d", "hand_left_keypoints_3d", "hand_right_keypoints_3d")
+NECK_RATIO_BODY25 = 0.25
+"""Largest median distance of keypoint 1 from the midpoint of keypoints 2 and 5, as a fraction of
+their distance, for 75-number people to be read as BODY_25 (BODY_25: about 0; BODY_25B: about 0.5)."""
 
 
 class OpenPoseFormatError(ValueError):
-    """A file is not usable OpenPose BODY_25 JSON; the message says why."""
+    """A file is not usable OpenPose JSON; the message says why."""
 
 
-def parse_openpose_frame(data: bytes | str) -> tuple[np.ndarray, np.ndarray]:
-    """The people of one OpenPose JSON file.
+@dataclass
+class _Frame:
+    people: list[np.ndarray] = field(default_factory=list)  # (J, 3) each
+    ids: list[int] = field(default_factory=list)
+    empty: int = 0  # people with no keypoint
 
-    Returns keypoints (P, 25, 3) float32 (x, y pixels; confidence clipped to [0, 1]; keypoints with
-    confidence 0 or non-finite numbers become all zero) and person ids (P,) int64 (-1 = unknown).
-    People with no keypoint above confidence 0 are left out; a missing or empty ``people`` list is a
-    frame with nobody (P = 0). Raises :class:`OpenPoseFormatError` for anything else.
-    """
+
+def _parse(data: bytes | str, strict: bool = False) -> _Frame:
+    """The people of one file; ``strict``: the file must hold a ``people`` key (names without a known suffix)."""
     try:
         obj = json.loads(data)
     except ValueError as exc:
         raise OpenPoseFormatError(f"not valid JSON ({exc})") from None
     if not isinstance(obj, dict):
         raise OpenPoseFormatError(f"expected a JSON object with a 'people' list, got {type(obj).__name__}")
+    if strict and "people" not in obj:
+        raise OpenPoseFormatError(f"no 'people' list: not an OpenPose keypoint file (keys: {sorted(obj)[:5]})")
     people = obj.get("people")
     if people is None:
         people = []
     if not isinstance(people, list):
         raise OpenPoseFormatError(f"expected 'people' to be a list, got {type(people).__name__}")
-    poses, ids = [], []
+    frame = _Frame()
     for p, person in enumerate(people):
         if not isinstance(person, dict):
             raise OpenPoseFormatError(f"people[{p}] is not an object")
         kp = _body_keypoints(person, p)
-        if (kp[:, 2] > 0).any():
-            poses.append(kp)
-            ids.append(_person_id(person.get("person_id")))
-    keypoints = np.asarray(poses, dtype=np.float32).reshape(len(poses), BODY25_JOINTS, 3)
-    return keypoints, np.asarray(ids, dtype=np.int64)
+        if kp is None or not (kp[:, 2] > 0).any():
+            frame.empty += 1
+            continue
+        frame.people.append(kp)
+        frame.ids.append(_person_id(person.get("person_id")))
+    if len({len(k) for k in frame.people}) > 1:
+        raise OpenPoseFormatError(f"people of one frame have different body models: {[3 * len(k) for k in frame.people]} numbers")
+    return frame
 
 
-def _body_keypoints(person: dict, p: int) -> np.ndarray:
+def parse_openpose_frame(data: bytes | str) -> tuple[np.ndarray, np.ndarray]:
+    """The people of one OpenPose JSON file.
+
+    Returns keypoints (P, J, 3) float32 in the file's own order (J = 25 for BODY_25/BODY_25B, 18 for
+    COCO-18; 25 when P = 0; x, y pixels; confidence clipped to [0, 1]; keypoints with confidence 0 or
+    non-finite numbers become all zero) and person ids (P,) int64 (-1 = unknown). People with no
+    keypoint above confidence 0, or an empty array, are left out; a missing or empty ``people`` list
+    is a frame with nobody (P = 0). Raises :class:`OpenPoseFormatError` for anything else.
+    """
+    frame = _parse(data)
+    j = len(frame.people[0]) if frame.people else 25
+    return (np.asarray(frame.people, dtype=np.float32).reshape(len(frame.people), j, 3),
+            np.asarray(frame.ids, dtype=np.int64))
+
+
+def _body_keypoints(person: dict, p: int) -> np.ndarray | None:
     key = "pose_keypoints_2d" if "pose_keypoints_2d" in person else "pose_keypoints"
     values = person.get(key)
     if values is None:
@@ -94,13 +126,13 @@ def _body_keypoints(person: dict, p: int) -> np.ndarray:
         raise OpenPoseFormatError(f"people[{p}].{key}[{bad[0]}] is not a number: {values[bad[0]]!r}")
     n = len(values)
     if n == 0:
-        raise OpenPoseFormatError(f"people[{p}].{key} is empty (was OpenPose run with --body 0?)")
-    if n != 3 * BODY25_JOINTS:
+        return None
+    if n not in MODELS:
         model = f" - the OpenPose {OTHER_MODELS[n]} body model" if n in OTHER_MODELS else ""
         raise OpenPoseFormatError(
-            f"people[{p}].{key} has {n} numbers{model}; only BODY_25 (25 keypoints x, y, confidence = 75 "
-            f"numbers) is supported: run OpenPose with --model_pose BODY_25")
-    kp = np.asarray(values, dtype=np.float64).reshape(BODY25_JOINTS, 3)
+            f"people[{p}].{key} has {n} numbers{model}; only BODY_25 / BODY_25B (75 numbers) and COCO_18 (54) "
+            f"are supported: run OpenPose with --model_pose BODY_25")
+    kp = np.asarray(values, dtype=np.float64).reshape(n // 3, 3)
     kp[~np.isfinite(kp).all(axis=1)] = 0.0
     kp[:, 2] = np.clip(kp[:, 2], 0.0, 1.0)
     kp[kp[:, 2] == 0] = 0.0
@@ -116,124 +148,90 @@ def _person_id(value: Any) -> int:
     return int(value) if value == int(value) and value >= 0 else -1
 
 
-def frame_number(json_name: str) -> int | None:
-    """The frame number in an OpenPose file name: the last group of digits before ``_keypoints``.
+def neck_ratio(keypoints: np.ndarray) -> np.ndarray:
+    """Distance of keypoint 1 from the midpoint of keypoints 2 and 5 over the 2-5 distance.
 
-    ``clip_000000000012_keypoints.json`` -> 12; ``clip_keypoints.json`` -> None.
+    keypoints: (P, 25, 3) in the file's order. Returns (P,) float64, NaN where one of the three is
+    missing or 2 and 5 coincide. About 0 on BODY_25 (neck, shoulders), about 0.5 on BODY_25B.
     """
-    stem = frame_stem(json_name)
-    found = re.findall(r"\d+", stem)
-    return int(found[-1]) if found else None
+    kp = np.asarray(keypoints, dtype=np.float64).reshape(-1, 25, 3)
+    ok = (kp[:, [1, 2, 5], 2] > 0).all(axis=1)
+    width = np.linalg.norm(kp[:, 2, :2] - kp[:, 5, :2], axis=1)
+    off = np.linalg.norm(kp[:, 1, :2] - (kp[:, 2, :2] + kp[:, 5, :2]) / 2, axis=1)
+    return np.where(ok & (width > 1e-6), off / np.maximum(width, 1e-6), np.nan)
 
 
-def frame_stem(json_name: str) -> str:
-    """``clip_000000000012`` for ``.../clip_000000000012_keypoints.json`` (the image's stem)."""
-    name = posixpath.basename(json_name)
-    return name[: -len(JSON_SUFFIX)] if name.endswith(JSON_SUFFIX) else posixpath.splitext(name)[0]
+def detect_format(people: Sequence[np.ndarray], requested: str) -> tuple[str, str, int]:
+    """Input format of the people read (each (J, 3)), the reason, and the joint count files must have.
 
-
-def order_frames(paths: Sequence[str]) -> tuple[list[str], np.ndarray]:
-    """Paths in time order and their frame numbers (F,) int64.
-
-    The numbers in the names are used when every name has one and no two are equal; otherwise the
-    frames are numbered 0, 1, ... in sorted name order.
+    requested: ``IngestConfig.keypoint_format``. Returns (format of the input, reason, J).
     """
-    nums = [frame_number(p) for p in paths]
-    if paths and None not in nums and len(set(nums)) == len(nums):
-        order = sorted(range(len(paths)), key=lambda i: nums[i])
-        return [paths[i] for i in order], np.asarray([nums[i] for i in order], dtype=np.int64)
-    ordered = sorted(paths)
-    return ordered, np.arange(len(ordered), dtype=np.int64)
+    counts = {25: sum(len(k) == 25 for k in people), 18: sum(len(k) == 18 for k in people)}
+    if requested != "auto":
+        if requested not in ("body25", "body25b", "coco18"):
+            raise ValueError(f"--keypoint-format {requested} is not an OpenPose body model: "
+                             f"use body25, body25b or coco18 (or auto)")
+        return requested, f"--keypoint-format {requested}", get_format(requested).num_joints
+    j = 25 if counts[25] >= counts[18] else 18
+    if j == 18:
+        return "coco18", f"{counts[18]} people with 54 numbers (OpenPose COCO-18)", 18
+    ratios = neck_ratio(np.asarray([k for k in people if len(k) == 25]).reshape(-1, 25, 3))
+    ratios = ratios[np.isfinite(ratios)]
+    if not len(ratios):
+        return "body25", ("75 numbers per person; no person shows keypoints 1, 2 and 5 to tell BODY_25 from "
+                          "BODY_25B: assumed BODY_25 (pass --keypoint-format body25b if it is not)"), 25
+    med = float(np.median(ratios))
+    fmt = "body25" if med <= NECK_RATIO_BODY25 else "body25b"
+    return fmt, (f"75 numbers per person; keypoint 1 sits {med:.2f} shoulder widths from the midpoint of 2 and 5 "
+                 f"(median of {len(ratios)} people; <= {NECK_RATIO_BODY25} is BODY_25): {get_format(fmt).title}"), 25
 
 
-def find_openpose_videos(fs, root: str) -> tuple[dict[str, list[str]], dict[str, dict[str, str]]]:
-    """The OpenPose JSON files under ``root``, grouped into videos by folder, and the images beside them.
+@dataclass
+class _Folder:
+    """One folder's readable frames in time order."""
 
-    Returns ``{video id: [json paths]}`` (the id is the folder's path below ``root``, or the root's
-    own name for files directly in it) and ``{folder: {image stem: image path}}``. Hidden and
-    ``_``-prefixed files and folders are ignored.
-    """
-    fs.invalidate_cache(root)
-    if not fs.exists(root):
-        raise ValueError(f"{root}: input not found (no such folder or prefix)")
-    if fs.isfile(root):
-        raise ValueError(f"{root}: expected a folder of OpenPose *{JSON_SUFFIX} files, got a file")
-    videos: dict[str, list[str]] = {}
-    images: dict[str, dict[str, str]] = {}
-    for path in sorted(fs.find(root)):
-        rel = path[len(root):].lstrip("/")
-        if any(part.startswith((".", "_")) for part in rel.split("/")):
-            continue
-        folder, name = posixpath.split(rel)
-        if name.endswith(JSON_SUFFIX):
-            video = folder or posixpath.basename(root.rstrip("/")) or "video"
-            videos.setdefault(video, []).append(path)
-        elif name.lower().endswith(IMAGE_SUFFIXES):
-            images.setdefault(posixpath.dirname(path), {})[posixpath.splitext(name)[0]] = path
-    return videos, images
+    folder: str
+    paths: list[str]
+    stems: list[str]
+    numbers: np.ndarray
+    frames: list[_Frame | None]
+    sizes: np.ndarray  # (F, 2), 0 = no image
 
 
-def image_size_of(fs, path: str) -> tuple[int, int]:
-    """(width, height) in pixels from an image file's header (reads the whole file only if needed)."""
-    from PIL import Image
-
-    head = fs.cat_file(path, start=0, end=1 << 16)
-    try:
-        with Image.open(io.BytesIO(head)) as im:
-            return im.size
-    except (OSError, ValueError):  # header past the first 64 KiB (large EXIF block): read it all
-        with Image.open(io.BytesIO(fs.cat_file(path))) as im:
-            return im.size
-
-
-def _video_image_size(fs, paths: Sequence[str], images: dict[str, dict[str, str]]) -> tuple[int, int] | None:
-    """Size of the first image whose stem matches a frame's (``{stem}.png`` or ``{stem}_rendered.png``)."""
+def _read_folder(fs, folder: str, paths: list[str], images: dict, report: IngestReport) -> _Folder:
+    stems = [frame_stem(p) for p in paths]
+    order, numbers = frame_numbers(stems)
+    paths, stems = [paths[i] for i in order], [stems[i] for i in order]
+    contents = fs.cat(paths, on_error="return") if len(paths) > 1 else {paths[0]: _cat(fs, paths[0])}
+    frames: list[_Frame | None] = []
     for path in paths:
-        beside = images.get(posixpath.dirname(path), {})
-        stem = frame_stem(path)
-        for candidate in (stem, stem + "_rendered"):
-            if candidate in beside:
-                try:
-                    return image_size_of(fs, beside[candidate])
-                except (OSError, ValueError, SyntaxError):  # not an image PIL can read: try the next
-                    continue
-    return None
-
-
-def read_openpose_video(
-    fs, video: str, paths: Sequence[str], images: dict[str, dict[str, str]], cfg: IngestConfig,
-) -> tuple[VideoKeypoints | None, int, list[SkippedInput]]:
-    """Read, track and fill one video's frames.
-
-    Returns the video's rows (None when no frame could be read), the number of frames read and
-    the skipped files with their reasons.
-    """
-    ordered, numbers = order_frames(list(paths))
-    contents = fs.cat(ordered, on_error="return") if ordered else {}
-    skipped: list[SkippedInput] = []
-    detections: list[np.ndarray | None] = []
-    person_ids: list[np.ndarray | None] = []
-    for path in ordered:
         data = contents.get(path)
         try:
             if data is None or isinstance(data, BaseException):
                 raise OpenPoseFormatError(f"could not be read ({data!r})")
-            kp, ids = parse_openpose_frame(data)
+            frame = _parse(data, strict=not posixpath.basename(path).endswith(SUFFIXES))
         except OpenPoseFormatError as exc:
-            skipped.append(SkippedInput(_display(fs, path), str(exc)))
-            detections.append(None)
-            person_ids.append(None)
-            continue
-        detections.append(kp)
-        person_ids.append(ids)
-    read = sum(d is not None for d in detections)
-    if read == 0:
-        return None, 0, skipped
-    track_ids = associate_tracks(detections, person_ids, max_distance=cfg.track_distance,
-                                 min_confidence=cfg.min_confidence, max_gap=cfg.track_max_gap)
-    frames, tracks, keypoints = track_rows(numbers, detections, track_ids, BODY25_JOINTS, cfg.min_track_length)
-    size = _video_image_size(fs, ordered, images) or cfg.image_size
-    return VideoKeypoints(video, frames, tracks, keypoints, "body25", size, cfg.focal_length), read, skipped
+            report.skipped.append(SkippedInput(_display(fs, path), str(exc)))
+            frame = None
+        frames.append(frame)
+    return _Folder(folder, paths, stems, numbers, frames, image_sizes(fs, paths, images))
+
+
+def _cat(fs, path: str) -> bytes | BaseException:
+    try:
+        return fs.cat_file(path)
+    except OSError as exc:
+        return exc
+
+
+def _split_videos(f: _Folder, root_name: str, key: str) -> list[tuple[str, list[int]]]:
+    """(video id, frame positions) of one folder: one video, or one per file (photos)."""
+    name = f.folder or root_name
+    known = f.sizes[f.sizes[:, 0] > 0]
+    one_size = len(np.unique(known, axis=0)) <= 1
+    if key == "folder" or (key in ("auto", "vid_id") and is_dense(f.numbers) and one_size):
+        return [(name, list(range(len(f.paths))))]
+    return [(f"{name}/{stem}", [i]) for i, stem in enumerate(f.stems)]
 
 
 def ingest_openpose(
@@ -243,31 +241,71 @@ def ingest_openpose(
     *,
     storage_options: dict[str, Any] | None = None,
 ) -> IngestReport:
-    """Turn a folder of OpenPose BODY_25 JSON files into a ``keypoints2d`` dataset at ``output_url``.
+    """Turn a folder of OpenPose JSON files (BODY_25, BODY_25B or COCO-18) into a ``keypoints2d`` dataset.
 
     Files that cannot be used are skipped and listed, with the reason, in the returned report and in
-    ``_ingest_errors.json`` of the dataset. Raises ValueError when the input has no OpenPose files or
-    none of them could be read.
+    ``_ingest_errors.json`` of the dataset. Rows get their image size from the image beside their
+    file, else from ``cfg.sizes``, else from ``cfg.image_width/height``; rows without any are counted
+    and warned about. Raises ValueError when the input has no JSON files or none could be read.
     """
     cfg = cfg or IngestConfig()
     fs, root = fsx.resolve(input_url, storage_options)
-    found, images = find_openpose_videos(fs, root)
+    found, images = find_openpose_files(fs, root)
     if not found:
-        raise ValueError(f"{input_url}: no OpenPose *{JSON_SUFFIX} files found")
+        raise ValueError(f"{input_url}: no OpenPose *{JSON_SUFFIX} (or other *.json) files found")
+    sizes = read_sizes(cfg.sizes, storage_options) if cfg.sizes else {}
     report = IngestReport(output_url)
+    folders = [_read_folder(fs, folder, found[folder], images, report) for folder in sorted(found)]
+    people = [k for f in folders for fr in f.frames if fr is not None for k in fr.people]
+    report.people_without_keypoints = sum(fr.empty for f in folders for fr in f.frames if fr is not None)
+    src, report.format_reason, joints = detect_format(people, cfg.keypoint_format)
+    stored = "body25" if src == "coco18" else src
+    root_name = posixpath.basename(root.rstrip("/")) or "video"
     videos: list[VideoKeypoints] = []
-    for video in sorted(found):
-        rows, read, skipped = read_openpose_video(fs, video, found[video], images, cfg)
-        report.skipped += skipped
-        report.frames += read
-        if rows is not None:
-            videos.append(rows)
+    for f in folders:
+        for i, frame in enumerate(f.frames):  # files of another body model than the input's
+            if frame is not None and frame.people and len(frame.people[0]) != joints:
+                report.skipped.append(SkippedInput(_display(fs, f.paths[i]), (
+                    f"people with {3 * len(frame.people[0])} numbers in an input read as {get_format(src).title} "
+                    f"({3 * joints} numbers)")))
+                f.frames[i] = None
+        for video, rows in _split_videos(f, root_name, cfg.video_key):
+            v = _video(video, f, rows, src, stored, cfg, lookup_size(sizes, video) if sizes else None)
+            if v is not None:
+                videos.append(v)
+                report.frames += sum(f.frames[i] is not None for i in rows)
     if not videos:
+        if not report.skipped:
+            raise ValueError(f"{input_url}: every person of every file had an empty pose_keypoints_2d "
+                             f"({report.people_without_keypoints} people; was OpenPose run with --body 0?)")
         first = report.skipped[0]
         raise ValueError(f"{input_url}: none of the {len(report.skipped)} OpenPose files could be read; "
                          f"first: {first.name}: {first.reason}")
     return finish_ingest(output_url, videos, report, cfg, {"ingest": "openpose", "input": input_url},
                          storage_options)
+
+
+def _video(video: str, f: _Folder, rows: list[int], src: str, stored: str, cfg: IngestConfig,
+           entry: Any) -> VideoKeypoints | None:
+    """Track, convert and size one video's frames (None when no frame of it could be read)."""
+    frames = [f.frames[i] for i in rows]
+    if all(fr is None for fr in frames):
+        return None
+    joints = get_format(stored).num_joints
+    dets = [None if fr is None else convert(np.asarray(fr.people).reshape(-1, get_format(src).num_joints, 3),
+                                            src, stored) for fr in frames]
+    ids = [None if fr is None else np.asarray(fr.ids, dtype=np.int64) for fr in frames]
+    track_ids = associate_tracks(dets, ids, max_distance=cfg.track_distance, min_confidence=cfg.min_confidence,
+                                 max_gap=cfg.track_max_gap)
+    numbers = f.numbers[rows]
+    out_f, out_t, kp = track_rows(numbers, dets, track_ids, joints, cfg.min_track_length)
+    fallback = (entry.width, entry.height) if entry is not None else (cfg.image_size or (0, 0))
+    frame_sizes = f.sizes[rows].copy()
+    frame_sizes[frame_sizes[:, 0] == 0] = fallback
+    size_of = {int(n): s for n, s in zip(numbers, frame_sizes)}
+    per_row = np.array([size_of[int(n)] for n in out_f], dtype=np.int64).reshape(-1, 2)
+    focal = entry.focal if entry is not None and entry.focal is not None else cfg.focal_length
+    return VideoKeypoints(video, out_f, out_t, kp, stored, per_row, focal)
 
 
 def _display(fs, path: str) -> str:
@@ -277,9 +315,11 @@ def _display(fs, path: str) -> str:
 def openpose_frame_json(keypoints: np.ndarray, person_ids: Sequence[int] | None = None) -> dict[str, Any]:
     """The OpenPose 1.3 JSON object of one frame.
 
-    keypoints: (P, 25, 3) x, y pixels and confidence; person_ids: (P,) ints or None (all ``[-1]``).
+    keypoints: (P, J, 3) x, y pixels and confidence (J = 25: BODY_25 or BODY_25B; 18: COCO-18);
+    person_ids: (P,) ints or None (all ``[-1]``).
     """
-    kp = np.asarray(keypoints, dtype=np.float64).reshape(-1, BODY25_JOINTS, 3)
+    kp = np.asarray(keypoints, dtype=np.float64)
+    kp = kp.reshape(-1, kp.shape[-2] if kp.ndim >= 2 else 25, 3)
     ids = [-1] * len(kp) if person_ids is None else [int(i) for i in person_ids]
     people = [{"person_id": [pid], "pose_keypoints_2d": [float(v) for v in p.reshape(-1)],
                **{k: [] for k in EMPTY_PARTS}} for p, pid in zip(kp, ids)]
@@ -297,7 +337,8 @@ def write_openpose_video(
 ) -> list[str]:
     """Write one video as OpenPose ``--write_json`` output: ``{root}/{video}/{video}_{frame:012d}_keypoints.json``.
 
-    keypoints: (F, P, 25, 3) array or F arrays (P_f, 25, 3): x, y in pixels, confidence in [0, 1].
+    keypoints: (F, P, J, 3) array or F arrays (P_f, J, 3): x, y in pixels, confidence in [0, 1]; J = 25
+    (BODY_25 or BODY_25B order) or 18 (COCO-18), the same in every frame.
     A person whose confidences are all 0 is not written (OpenPose never reports one).
     person_ids: None (every person ``[-1]``), an (F, P) int array or F sequences of P_f ints.
     Frames are numbered from ``start_frame``. Returns the paths written.
@@ -305,9 +346,11 @@ def write_openpose_video(
     if not video or "/" in video:
         raise ValueError(f"expected a video name without '/', got {video!r}")
     frames = [np.asarray(k, dtype=np.float64) for k in keypoints]
+    joints = frames[0].shape[1] if frames and frames[0].ndim == 3 and frames[0].shape[1] in (25, 18) else 25
     for f, kp in enumerate(frames):
-        if kp.ndim != 3 or kp.shape[1:] != (BODY25_JOINTS, 3):
-            raise ValueError(f"expected keypoints of shape (P, 25, 3) for each frame, got {kp.shape} at frame {f}")
+        if kp.ndim != 3 or kp.shape[1:] != (joints, 3):
+            raise ValueError(f"expected keypoints of shape (P, 25 or 18, 3), the same in each frame, "
+                             f"got {kp.shape} at frame {f}")
         if not np.isfinite(kp).all():
             raise ValueError(f"keypoints of frame {f} contain NaN or infinite values")
     if person_ids is not None and len(person_ids) != len(frames):

@@ -22,6 +22,14 @@ sampled as SynSin's ``RealEstate10K`` loader does: a source frame at random, the
 ``max_gap`` frames (lines of the camera file) of it, preferring pairs whose viewing direction turned at
 least ``hard_angle_deg`` or whose camera centre moved at least ``hard_translation``; pairs are distinct.
 Frame images are read only for the frames the sampled pairs use. A sequence never straddles two shards.
+A frame stored at its own size keeps its original JPEG or PNG bytes; a resized or cropped one is
+stored as PNG.
+
+Aspect ratio: the normalised intrinsics describe the video's frame (16:9 for the released clips,
+``fy / fx`` with square pixels). Frames of another aspect ratio (a 384x256 extraction) are refused
+unless ``cfg.crop`` says how they were made: ``center`` (centre crops of the video, the layout
+SynSin's data assumes: the intrinsics are cropped alike, ``center_crop_intrinsics``) or ``stretch``
+(the whole frame resized: non-square pixels, normalised intrinsics unchanged).
 
 Malformed camera lines, missing or unreadable images and sequences without a usable pair are skipped
 and listed, by name, in the report and in ``_ingest_errors.json`` beside the shards.
@@ -32,7 +40,7 @@ from __future__ import annotations
 import dataclasses
 import posixpath
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Literal
 
 import numpy as np
 
@@ -42,16 +50,15 @@ from dl3d.data import fs as fsx
 from dl3d.data.dataset import write_json
 from dl3d.data.images import decode_image, encode_png, resize_image
 from dl3d.data.view_tables import VIEW_PAIRS
-from dl3d.ingest.config import SkippedInput
-from dl3d.ingest.writer import INGEST_ERRORS
+from dl3d.ingest.realestate10k_cameras import (CameraFrame, center_crop_intrinsics, intrinsics_matrix,
+                                               parse_camera_file, video_aspect)
+from dl3d.ingest.report import INGEST_ERRORS, BaseIngestReport, SkippedInput
 
 __all__ = [
     "CameraFrame", "IngestRealEstateConfig", "RealEstateIngestReport", "ingest_realestate10k", "intrinsics_matrix",
     "parse_camera_file", "sample_pairs",
 ]
 
-FIELDS = 19
-"""Numbers per frame line: timestamp, fx, fy, cx, cy, k1, k2 and the 3x4 pose."""
 NOT_CAMERA_FILES = ("video_loc.txt",)
 """Text files in a camera folder that are not camera files (SynSin's list of sequences)."""
 
@@ -74,6 +81,11 @@ class IngestRealEstateConfig:
     sequences_per_shard: int = opt(16, "whole sequences per Parquet shard (a sequence never straddles two shards)")
     image_extensions: str = opt("png,jpg,jpeg", "file extensions of the frame images, comma separated")
     seed: int = opt(0, "random seed of the pair sampling (each sequence draws from (seed, sequence id))")
+    crop: Literal["check", "center", "stretch"] = opt(
+        "check", "frames whose aspect ratio differs from the video's (fy/fx of the camera file): check = refuse "
+                 "them with a message; center = they are centre crops of the video (the intrinsics are cropped "
+                 "alike, and a resize to another aspect centre-crops the pixels); stretch = they are the whole "
+                 "frame resized (non-square pixels; the normalised intrinsics hold as they are)")
 
     def __post_init__(self):
         for name in ("pairs_per_sequence", "max_gap", "sequences_per_shard"):
@@ -89,6 +101,8 @@ class IngestRealEstateConfig:
                              f"got {self.image_width} and {self.image_height}")
         if self.image_width is not None and (self.image_width < 1 or self.image_height < 1):
             raise ValueError(f"image size must be positive, got {self.image_width}x{self.image_height}")
+        if self.crop not in ("check", "center", "stretch"):
+            raise ValueError(f"crop must be one of check, center, stretch; got {self.crop!r}")
         if not self.extensions:
             raise ValueError(f"image_extensions must name at least one extension, got {self.image_extensions!r}")
 
@@ -103,133 +117,31 @@ class IngestRealEstateConfig:
         return None if self.image_width is None else (self.image_width, self.image_height)
 
 
+ASPECT_TOLERANCE = 0.02
+"""Relative aspect-ratio difference above which frames do not match their camera file."""
+
+
 @dataclass
-class RealEstateIngestReport:
+class RealEstateIngestReport(BaseIngestReport):
     """What :func:`ingest_realestate10k` read and wrote."""
 
-    output_url: str
     sequences: int = 0
     """Sequences with at least one pair written."""
     frames: int = 0
     """Camera lines parsed (over all camera files)."""
     images: int = 0
     """Frame images decoded."""
+    images_kept: int = 0
+    """Frame images stored with their original bytes (JPEG/PNG, no resize or crop needed)."""
     pairs: int = 0
     """Rows written."""
-    shards: int = 0
-    skipped: list[SkippedInput] = field(default_factory=list)
-    """Skipped inputs: ``file:line`` for camera lines, image paths, camera files, sequences."""
 
-    def to_json(self) -> dict[str, Any]:
-        return dataclasses.asdict(self)
+    def _counts(self) -> list[str]:
+        return [f"{self.sequences} sequences", f"{self.frames} camera frames", f"{self.images} images "
+                f"({self.images_kept} kept as they were)"]
 
-    def summary(self) -> str:
-        """One line for the command line."""
-        line = (f"{self.sequences} sequences, {self.frames} camera frames, {self.images} images -> "
-                f"{self.pairs} pairs in {self.shards} shards at {self.output_url}")
-        if self.skipped:
-            line += f"; {len(self.skipped)} inputs skipped (see {INGEST_ERRORS})"
-        return line
-
-
-@dataclass
-class CameraFrame:
-    """One line of a RealEstate10K camera file."""
-
-    index: int
-    """Position among the frame lines of the file, from 0 (malformed lines count): the frame number."""
-    timestamp: int
-    """Microseconds from the start of the video."""
-    intrinsics: np.ndarray
-    """(4,) float64 fx, fy, cx, cy normalised by the image width (fx, cx) and height (fy, cy)."""
-    pose: np.ndarray
-    """(4, 4) float64 world-to-camera, OpenCV axes (the file's 3x4 with a last row 0 0 0 1)."""
-
-
-def intrinsics_matrix(normalised: np.ndarray, width: int, height: int) -> np.ndarray:
-    """(3, 3) K in pixels from normalised ``(fx, fy, cx, cy)`` for an image of ``width x height`` pixels."""
-    fx, fy, cx, cy = np.asarray(normalised, dtype=np.float64)
-    return np.array([[fx * width, 0.0, cx * width], [0.0, fy * height, cy * height], [0.0, 0.0, 1.0]])
-
-
-def _timestamp(token: str) -> int:
-    try:
-        return int(token)
-    except ValueError:
-        value = float(token)
-        if not value.is_integer():
-            raise ValueError(f"timestamp {token!r} is not an integer") from None
-        return int(value)
-
-
-def _parse_line(line: str) -> tuple[int, np.ndarray, np.ndarray]:
-    """(timestamp, (4,) normalised intrinsics, (4, 4) pose) of one frame line; ValueError says what is wrong."""
-    tokens = line.split()
-    if len(tokens) != FIELDS:
-        raise ValueError(f"expected {FIELDS} numbers (timestamp fx fy cx cy k1 k2 and a row-major 3x4 "
-                         f"world-to-camera matrix), got {len(tokens)} fields")
-    ts = _timestamp(tokens[0])
-    try:
-        values = np.array([float(t) for t in tokens[1:]])
-    except ValueError:
-        bad = next(t for t in tokens[1:] if not _is_float(t))
-        raise ValueError(f"not a number: {bad!r}") from None
-    if not np.isfinite(values).all():
-        raise ValueError("contains NaN or infinite numbers")
-    intr = values[:4]
-    if not (intr[:2] > 0).all():
-        raise ValueError(f"focal lengths must be > 0, got fx={intr[0]:g}, fy={intr[1]:g}")
-    pose = np.eye(4)
-    pose[:3] = values[6:].reshape(3, 4)
-    R = pose[:3, :3]
-    if np.abs(R @ R.T - np.eye(3)).max() > 1e-3 or np.linalg.det(R) < 0:
-        raise ValueError("the 3x3 part of the pose is not a rotation")
-    return ts, intr, pose
-
-
-def _is_float(token: str) -> bool:
-    try:
-        float(token)
-    except ValueError:
-        return False
-    return True
-
-
-def parse_camera_file(text: str, name: str) -> tuple[str | None, list[CameraFrame], list[SkippedInput]]:
-    """Parse one camera file.
-
-    Returns the video URL (None when the file has no URL line), the frames in file order, and the
-    malformed or duplicate-timestamp lines as ``SkippedInput('{name}:{line number}', reason)``.
-    Blank lines are ignored.
-    """
-    url = None
-    frames: list[CameraFrame] = []
-    skipped: list[SkippedInput] = []
-    seen: set[int] = set()
-    index = 0
-    first = True
-    for lineno, line in enumerate(text.splitlines(), start=1):
-        if not line.strip():
-            continue
-        if first:
-            first = False
-            head = line.split()
-            if len(head) == 1 and not _is_float(head[0]):  # the YouTube URL
-                url = head[0]
-                continue
-        try:
-            ts, intr, pose = _parse_line(line)
-        except ValueError as exc:
-            skipped.append(SkippedInput(f"{name}:{lineno}", f"malformed camera line: {exc}"))
-            index += 1
-            continue
-        if ts in seen:
-            skipped.append(SkippedInput(f"{name}:{lineno}", f"duplicate timestamp {ts}"))
-        else:
-            seen.add(ts)
-            frames.append(CameraFrame(index, ts, intr, pose))
-        index += 1
-    return url, frames, skipped
+    def _written(self) -> str:
+        return f"{self.pairs} pairs"
 
 
 def sample_pairs(frames: list[CameraFrame], cfg: IngestRealEstateConfig, rng: np.random.Generator
@@ -314,8 +226,8 @@ def _sequence_rows(seq: str, frames: list[CameraFrame], fs, folder: str, folder_
             report.skipped.append(SkippedInput(
                 f"{folder_url}/{f.timestamp}.{cfg.extensions[0]}",
                 f"frame image not found (tried extensions {', '.join(cfg.extensions)})"))
-    decoded: dict[int, np.ndarray] = {}
-    size = cfg.image_size
+    decoded: dict[int, bytes] = {}
+    size, disk_size = cfg.image_size, None
     while True:  # resample without the frames whose image turns out unusable
         pairs = sample_pairs(usable, cfg, np.random.default_rng([cfg.seed, *seq.encode()]))
         needed = sorted({usable[i].timestamp for p in pairs for i in p} - set(decoded))
@@ -335,14 +247,20 @@ def _sequence_rows(seq: str, frames: list[CameraFrame], fs, folder: str, folder_
                 report.skipped.append(SkippedInput(name, exc.problem))
                 bad.add(ts)
                 continue
-            if size is None:
-                size = (img.shape[1], img.shape[0])
-            elif cfg.image_size is None and (img.shape[1], img.shape[0]) != size:
-                report.skipped.append(SkippedInput(name, f"image is {img.shape[1]}x{img.shape[0]} pixels, "
+            disk = (img.shape[1], img.shape[0])
+            if disk_size is None:
+                disk_size, size = disk, size or disk
+                _check_aspect(folder_url, usable[0].intrinsics, disk, size, cfg.crop)
+            elif disk != disk_size and cfg.image_size is None:
+                report.skipped.append(SkippedInput(name, f"image is {disk[0]}x{disk[1]} pixels, "
                                                          f"other frames of the sequence are {size[0]}x{size[1]}"))
                 bad.add(ts)
                 continue
-            decoded[ts] = resize_image(img, size)
+            if disk == tuple(size) and (data[:8] == b"\x89PNG\r\n\x1a\n" or data[:3] == b"\xff\xd8\xff"):
+                decoded[ts] = data  # no resize, no crop: the original JPEG/PNG bytes
+                report.images_kept += 1
+            else:
+                decoded[ts] = encode_png(_fit_image(img, size, cfg.crop))
             report.images += 1
         usable = [f for f in usable if f.timestamp not in bad]
     if not pairs:
@@ -351,21 +269,71 @@ def _sequence_rows(seq: str, frames: list[CameraFrame], fs, folder: str, folder_
         return None
     w, h = size
     rows: dict[str, list] = {c.name: [] for c in VIEW_PAIRS.columns}
-    pngs = {ts: encode_png(decoded[ts]) for ts in {usable[i].timestamp for p in pairs for i in p}}
     for s, t in pairs:
         src, tgt = usable[s], usable[t]
         rows["id"].append(f"{seq}/{src.timestamp}-{tgt.timestamp}")
         rows["scene"].append(seq)
         rows["src_frame"].append(src.timestamp)
         rows["tgt_frame"].append(tgt.timestamp)
-        rows["src_image"].append(pngs[src.timestamp])
-        rows["tgt_image"].append(pngs[tgt.timestamp])
+        rows["src_image"].append(decoded[src.timestamp])
+        rows["tgt_image"].append(decoded[tgt.timestamp])
         rows["width"].append(w)
         rows["height"].append(h)
-        rows["intrinsics"].append(intrinsics_matrix(src.intrinsics, w, h))
+        rows["intrinsics"].append(intrinsics_matrix(_stored_intrinsics(src.intrinsics, disk_size, size, cfg.crop), w, h))
         rows["src_pose"].append(src.pose)
         rows["tgt_pose"].append(tgt.pose)
     return rows
+
+
+def _differs(a: float, b: float) -> float:
+    """Relative difference of two aspect ratios (>= 0), e.g. 0.185 for 16:9 against 3:2."""
+    return max(a / b, b / a) - 1.0
+
+
+def _check_aspect(folder_url: str, normalised: np.ndarray, disk: tuple[int, int], size: tuple[int, int],
+                  crop: str) -> None:
+    """``crop="check"``: DataError when the frames' (or the requested size's) aspect ratio is not the video's."""
+    if crop != "check":
+        return
+    video, frame, out = video_aspect(normalised), disk[0] / disk[1], size[0] / size[1]
+    if _differs(frame, video) > ASPECT_TOLERANCE:
+        raise DataError(folder_url, (
+            f"frames are {disk[0]}x{disk[1]} pixels (aspect {frame:.3f}) but the camera file's intrinsics are "
+            f"normalised to a frame of aspect {video:.3f} (fy/fx): in pixels fx and fy would differ by "
+            f"{100 * _differs(frame, video):.0f}%. Say how the frames were made: --crop center if they are centre "
+            f"crops of the video (the intrinsics are cropped alike; SynSin's layout), --crop stretch if they are "
+            f"the whole frame resized (non-square pixels)"))
+    if _differs(out, frame) > ASPECT_TOLERANCE:
+        raise DataError(folder_url, (
+            f"--image-width/--image-height {size[0]}x{size[1]} (aspect {out:.3f}) change the frames' aspect "
+            f"({disk[0]}x{disk[1]}, {frame:.3f}): pass --crop center to centre-crop them first, or --crop stretch "
+            f"to stretch them (non-square pixels)"))
+
+
+def _stored_intrinsics(normalised: np.ndarray, disk: tuple[int, int], size: tuple[int, int], crop: str) -> np.ndarray:
+    """Normalised intrinsics of the stored image: the camera file's, centre-cropped with ``crop="center"``
+    from the video's aspect to the frames', then to the stored size's."""
+    if crop != "center":
+        return normalised
+    video, frame, out = video_aspect(normalised), disk[0] / disk[1], size[0] / size[1]
+    return center_crop_intrinsics(center_crop_intrinsics(normalised, video, frame), frame, out)
+
+
+def _fit_image(img: np.ndarray, size: tuple[int, int], crop: str) -> np.ndarray:
+    """``img`` (H, W, 3) uint8 at ``size`` (width, height): centre-cropped to its aspect first with
+    ``crop="center"``, else resized as it is."""
+    h, w = img.shape[:2]
+    target = size[0] / size[1]
+    if crop == "center" and _differs(w / h, target) > 1e-6:
+        if w / h > target:
+            keep = int(round(h * target))
+            x0 = (w - keep) // 2
+            img = img[:, x0:x0 + keep]
+        else:
+            keep = int(round(w / target))
+            y0 = (h - keep) // 2
+            img = img[y0:y0 + keep]
+    return resize_image(img, size)
 
 
 def _cat(fs, path: str) -> bytes | BaseException:

@@ -14,14 +14,16 @@ from typing import Any
 import numpy as np
 import pyarrow as pa
 
-from dl3d.data import DatasetWriter, tensor_to_arrow
+from dl3d.data import DatasetWriter, tensor_to_arrow, to_table
 from dl3d.data import fs as fsx
 from dl3d.data.dataset import write_json
+from dl3d.data.keypoint_range import far_outside
 from dl3d.data.keypoint_tables import KEYPOINTS2D, NUM_KEYPOINTS
-from dl3d.ingest.config import IngestConfig, IngestReport
+from dl3d.ingest.config import IngestConfig
+from dl3d.ingest.report import INGEST_ERRORS, IngestReport
 
-INGEST_ERRORS = "_ingest_errors.json"
-"""File in the output dataset listing the skipped inputs: ``[{"name": ..., "reason": ...}, ...]``."""
+__all__ = ["INGEST_ERRORS", "VideoKeypoints", "finish_ingest", "keypoints_table", "row_ids", "shard_videos",
+           "write_keypoint_dataset"]
 
 
 @dataclass
@@ -41,8 +43,9 @@ class VideoKeypoints:
     """(N, J, 3) float32: x, y in pixels (origin top-left, y down), confidence in [0, 1]."""
     keypoint_format: str
     """A name in ``dl3d.keypoints.FORMATS`` ('body25': J = 25, 'coco17': J = 17, ...)."""
-    image_size: tuple[int, int] | None = None
-    """(width, height) in pixels, or None when unknown."""
+    image_size: tuple[int, int] | np.ndarray | None = None
+    """(width, height) in pixels for every row, an (N, 2) int array of per-row sizes (0 = unknown;
+    in the order the rows are given), or None when unknown. Read back as :attr:`sizes`."""
     focal_length: float | None = None
     """Pixels, or None when unknown."""
 
@@ -66,17 +69,34 @@ class VideoKeypoints:
             raise ValueError(f"video {self.video!r}: expected at least one row")
         if not np.isfinite(kp).all():
             raise ValueError(f"video {self.video!r}: keypoints contain NaN or infinite values")
+        sizes = self._sizes(n)
         order = np.lexsort((self.frames, self.tracks))
-        self.frames, self.tracks, self.keypoints = self.frames[order], self.tracks[order], kp[order]
+        self.frames, self.tracks, self.keypoints, self.sizes = self.frames[order], self.tracks[order], kp[order], sizes[order]
+        # Keypoints far outside the image (dl3d.data.keypoint_range) are corrupt numbers: missing, counted.
+        known = (self.sizes > 0).all(1)[:, None]
+        far = np.where(known, far_outside(self.keypoints, self.sizes[:, :1], self.sizes[:, 1:]), far_outside(self.keypoints))
+        self.keypoints[far] = 0
+        self.offscreen_keypoints = int(far.sum())
         dup = (np.diff(self.frames) == 0) & (np.diff(self.tracks) == 0)
         if dup.any():
             k = int(np.flatnonzero(dup)[0])
             raise ValueError(f"video {self.video!r}: track {self.tracks[k]} has two rows for frame {self.frames[k]}")
-        if self.image_size is not None:
-            w, h = self.image_size
-            if int(w) < 1 or int(h) < 1:
+
+    def _sizes(self, n: int) -> np.ndarray:
+        """(N, 2) int64 per-row (width, height), 0 where unknown."""
+        if self.image_size is None:
+            return np.zeros((n, 2), dtype=np.int64)
+        arr = np.asarray(self.image_size)
+        if arr.shape == (2,):
+            w, h = (int(x) for x in arr)
+            if w < 1 or h < 1:
                 raise ValueError(f"video {self.video!r}: image size must be positive, got {w}x{h}")
-            self.image_size = (int(w), int(h))
+            self.image_size = (w, h)
+            return np.tile(np.array([[w, h]], dtype=np.int64), (n, 1))
+        if arr.shape != (n, 2) or (arr < 0).any() or ((arr[:, 0] == 0) != (arr[:, 1] == 0)).any():
+            raise ValueError(f"video {self.video!r}: expected image_size (width, height) or ({n}, 2) per-row sizes "
+                             f">= 0 (0 = unknown), got shape {arr.shape}")
+        return arr.astype(np.int64)
 
     @property
     def num_rows(self) -> int:
@@ -105,6 +125,8 @@ def keypoints_table(videos: Sequence[VideoKeypoints]) -> pa.Table:
     def per_row(values: list) -> list:
         return [x for x, c in zip(values, counts) for _ in range(c)]
 
+    sizes = np.concatenate([v.sizes for v in videos])
+
     arrays = {
         "id": pa.array([i for v in videos for i in row_ids(v.video, v.tracks, v.frames)], pa.string()),
         "video": pa.array(per_row([v.video for v in videos]), pa.string()),
@@ -112,11 +134,11 @@ def keypoints_table(videos: Sequence[VideoKeypoints]) -> pa.Table:
         "frame": pa.array(np.concatenate([v.frames for v in videos]), pa.int64()),
         "keypoints": keypoints,
         "keypoint_format": pa.array(per_row([v.keypoint_format for v in videos]), pa.string()),
-        "image_width": pa.array(per_row([v.image_size[0] if v.image_size else None for v in videos]), pa.int64()),
-        "image_height": pa.array(per_row([v.image_size[1] if v.image_size else None for v in videos]), pa.int64()),
+        "image_width": pa.array(sizes[:, 0], pa.int64(), mask=sizes[:, 0] == 0),
+        "image_height": pa.array(sizes[:, 1], pa.int64(), mask=sizes[:, 1] == 0),
         "focal_length": pa.array(per_row([v.focal_length for v in videos]), pa.float64()),
     }
-    return pa.table(arrays, schema=KEYPOINTS2D.arrow_schema())
+    return to_table(KEYPOINTS2D, arrays)
 
 
 def shard_videos(
@@ -154,12 +176,13 @@ def write_keypoint_dataset(
     rows_per_shard: int | None = None,
     errors: Sequence[dict[str, str]] = (),
     storage_options: dict[str, Any] | None = None,
+    extra: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
     """Write ``videos`` as a ``keypoints2d`` dataset at ``url`` and return its ``_dataset.json`` content.
 
     Videos are sorted by id and grouped into shards by :func:`shard_videos`. ``errors`` (dicts with
     ``name`` and ``reason``) go to ``_ingest_errors.json``. Writing over an earlier dataset at the
-    same URL replaces it (see ``DatasetWriter``).
+    same URL replaces it (see ``DatasetWriter``). ``extra`` entries go into ``_dataset.json``.
     """
     if not videos:
         raise ValueError(f"{url}: no videos to write")
@@ -174,18 +197,34 @@ def write_keypoint_dataset(
         writer.write_shard(index, keypoints_table([videos[i] for i in group]))
     write_json(writer.fs, fsx.join(writer.root, INGEST_ERRORS), [dict(e) for e in errors])
     formats = sorted({v.keypoint_format for v in videos})
-    return writer.close(num_videos=len(videos), keypoint_format=formats[0] if len(formats) == 1 else formats)
+    return writer.close(num_videos=len(videos), keypoint_format=formats[0] if len(formats) == 1 else formats,
+                        **(extra or {}))
 
 
 def finish_ingest(
     output_url: str, videos: list[VideoKeypoints], report: IngestReport, cfg: IngestConfig,
     produced_by: dict[str, Any], storage_options: dict[str, Any] | None,
 ) -> IngestReport:
-    """Write the dataset and complete the report's counts."""
+    """Write the dataset and complete the report's counts and warnings (both also go to ``_dataset.json``)."""
+    formats = sorted({v.keypoint_format for v in videos})
+    if len(formats) > 1:
+        raise ValueError(f"{produced_by.get('input')}: the input mixes keypoint formats {formats}; one dataset holds "
+                         f"one format: pass --keypoint-format, or ingest them separately")
+    report.keypoint_format = formats[0]
+    report.rows_without_image_size = int(sum((v.sizes[:, 0] == 0).sum() for v in videos))
+    if report.rows_without_image_size:
+        names = [v.video for v in videos if (v.sizes[:, 0] == 0).any()]
+        report.warnings.append(
+            f"{report.rows_without_image_size} rows ({len(names)} videos, e.g. {names[0]!r}) have no image size "
+            f"(no image beside the keypoints, none in the input, no --sizes entry): `dl3d smpl fit` needs "
+            f"--image-width/--image-height for them, or re-ingest with --image-width/--image-height or --sizes")
     errors = [{"name": s.name, "reason": s.reason} for s in report.skipped]
     meta = write_keypoint_dataset(output_url, videos, cfg.videos_per_shard,
                                   {**produced_by, "config": cfg.__dict__, "skipped_inputs": len(errors)},
-                                  rows_per_shard=cfg.rows_per_shard, errors=errors, storage_options=storage_options)
+                                  rows_per_shard=cfg.rows_per_shard, errors=errors, storage_options=storage_options,
+                                  extra={"warnings": report.warnings, "format_reason": report.format_reason,
+                                         "people_without_keypoints": report.people_without_keypoints,
+                                         "rows_without_image_size": report.rows_without_image_size})
     report.videos = len(videos)
     report.rows = meta["num_rows"]
     report.shards = meta["num_shards"]

@@ -9,7 +9,10 @@ import pytest
 from dl3d.ingest import CocoFormatError, IngestConfig, ingest_coco
 from dl3d.ingest.coco import coco_keypoints
 
-CATEGORIES = [{"id": 1, "name": "person", "keypoints": [f"k{i}" for i in range(17)], "skeleton": []}]
+COCO_NAMES = ["nose", "left_eye", "right_eye", "left_ear", "right_ear", "left_shoulder", "right_shoulder", "left_elbow",
+              "right_elbow", "left_wrist", "right_wrist", "left_hip", "right_hip", "left_knee", "right_knee",
+              "left_ankle", "right_ankle"]  # person_keypoints_val2017.json's categories[0].keypoints
+CATEGORIES = [{"id": 1, "name": "person", "supercategory": "person", "keypoints": COCO_NAMES, "skeleton": []}]
 
 
 def _write(path, images, annotations, categories=CATEGORIES):
@@ -118,6 +121,6 @@ def test_unsupported_keypoint_set_is_named(tmp_path, helpers):
     cats = [{"id": 1, "name": "person", "keypoints": [f"k{i}" for i in range(18)]}]
     src = _write(tmp_path / "kp18.json", [{"id": 1, "file_name": "a.jpg"}], [], categories=cats)
     with pytest.raises(ValueError, match=r"no video could be read from 1 JSON files; first problem: .*kp18.json: "
-                                         r"category 'person' declares 18 keypoints; "
-                                         r"only COCO-17 \(17 keypoints\) is supported"):
+                                         r"category 'person' declares 18 keypoints with names dl3d does not know "
+                                         r"\(\['k0', 'k1', 'k2', 'k3'\]\); only COCO-17 and PoseTrack names are read"):
         ingest_coco(src, str(tmp_path / "ds"))

@@ -9,7 +9,7 @@ import pytest
 
 from dl3d.data import read_meta
 from dl3d.ingest import IngestConfig, OpenPoseFormatError, ingest_openpose, parse_openpose_frame, write_openpose_video
-from dl3d.ingest.openpose import frame_number, order_frames
+from dl3d.ingest.openpose_files import frame_numbers, frame_stem
 
 
 def _doc(*people) -> str:
@@ -51,13 +51,11 @@ def test_parse_zeroes_unconfident_and_non_finite_keypoints_and_drops_empty_peopl
     ("[1, 2]", "expected a JSON object with a 'people' list, got list"),
     ('{"people": {}}', "expected 'people' to be a list, got dict"),
     ('{"people": [{"face_keypoints_2d": []}]}', r"people\[0\] has no pose_keypoints_2d"),
-    ('{"people": [{"pose_keypoints_2d": []}]}',
-     r"people\[0\].pose_keypoints_2d is empty \(was OpenPose run with --body 0\?\)"),
     ('{"people": [{"pose_keypoints_2d": [1, 2, "x"]}]}', r"people\[0\].pose_keypoints_2d\[2\] is not a number: 'x'"),
     ('{"people": [{"pose_keypoints_2d": [1, 2, null]}]}', r"pose_keypoints_2d\[2\] is not a number: None"),
-    ('{"people": [{"pose_keypoints_2d": [' + ",".join(["1"] * 54) + "]}]}",
-     r"people\[0\].pose_keypoints_2d has 54 numbers - the OpenPose COCO_18 \(18 keypoints\) body model; only "
-     r"BODY_25 \(25 keypoints x, y, confidence = 75 numbers\) is supported: run OpenPose with --model_pose BODY_25"),
+    ('{"people": [{"pose_keypoints_2d": [' + ",".join(["1"] * 45) + "]}]}",
+     r"people\[0\].pose_keypoints_2d has 45 numbers - the OpenPose MPI_15 \(15 keypoints\) body model; only "
+     r"BODY_25 / BODY_25B \(75 numbers\) and COCO_18 \(54\) are supported"),
     ('{"people": [{"pose_keypoints_2d": [' + ",".join(["1"] * 60) + "]}]}", "has 60 numbers; only BODY_25"),
 ])
 def test_parse_errors_say_what_is_wrong(text, message):
@@ -66,12 +64,15 @@ def test_parse_errors_say_what_is_wrong(text, message):
 
 
 def test_frame_numbers_from_names_with_sorted_order_fallback():
-    assert frame_number("s3://b/x/clip7_000000000012_keypoints.json") == 12
-    assert frame_number("clip_keypoints.json") is None
-    assert order_frames(["v_10_keypoints.json", "v_9_keypoints.json"]) == (
-        ["v_9_keypoints.json", "v_10_keypoints.json"], pytest.approx([9, 10]))
-    paths, nums = order_frames(["b_keypoints.json", "a_keypoints.json"])
-    assert paths == ["a_keypoints.json", "b_keypoints.json"] and nums.tolist() == [0, 1]
+    assert frame_stem("s3://b/x/clip7_000000000012_keypoints.json") == "clip7_000000000012"
+    assert frame_stem("walk.0012.json") == "walk.0012" and frame_stem("im0001_openpose.json") == "im0001"
+    order, nums = frame_numbers(["clip7_000000000012", "clip7_000000000003"])  # 7 is constant: not the frame
+    assert order == [1, 0] and nums.tolist() == [3, 12]
+    assert frame_numbers(["v_10", "v_9"])[1].tolist() == [9, 10]
+    order, nums = frame_numbers(["b", "a", "c"])  # no numbers: name order, 0, 1, 2
+    assert order == [1, 0, 2] and nums.tolist() == [0, 1, 2]
+    order, nums = frame_numbers(["x2", "x10", "y"])  # not one structure: natural name order
+    assert order == [0, 1, 2] and nums.tolist() == [0, 1, 2]
 
 
 @pytest.fixture
@@ -106,10 +107,11 @@ def test_ingest_two_videos_tracks_gaps_and_bad_files(two_videos, tmp_path, helpe
     out = str(tmp_path / "ds")
     report = ingest_openpose(str(two_videos), out, IngestConfig(focal_length=1000.0))
     assert (report.videos, report.frames, report.shards, report.tracks) == (3, 11, 1, 4)
+    assert report.keypoint_format == "body25" and "BODY_25" in report.format_reason
     assert [(s.name.rsplit("/", 1)[-1], s.reason.split(" (")[0]) for s in report.skipped] == [
         ("walk_000000000005_keypoints.json", "not valid JSON"),
         ("walk_000000000006_keypoints.json",
-         "people[0].pose_keypoints_2d has 54 numbers - the OpenPose COCO_18"),
+         "people with 54 numbers in an input read as OpenPose BODY_25"),
     ]
     errors = json.loads((tmp_path / "ds" / "_ingest_errors.json").read_text())
     assert [e["name"] for e in errors] == [s.name for s in report.skipped]
@@ -179,9 +181,9 @@ def test_round_trip_write_openpose_video(tmp_path, helpers):
 
 
 def test_write_openpose_video_checks_shapes(tmp_path):
-    with pytest.raises(ValueError,
-                       match=r"expected keypoints of shape \(P, 25, 3\) for each frame, got \(2, 18, 3\) at frame 0"):
-        write_openpose_video(str(tmp_path), "v", np.zeros((1, 2, 18, 3)))
+    with pytest.raises(ValueError, match=r"expected keypoints of shape \(P, 25 or 18, 3\), the same in each frame, "
+                                         r"got \(2, 17, 3\) at frame 0"):
+        write_openpose_video(str(tmp_path), "v", np.zeros((1, 2, 17, 3)))
     with pytest.raises(ValueError, match="expected 2 person ids at frame 0, got 1"):
         write_openpose_video(str(tmp_path), "v", np.ones((1, 2, 25, 3)), person_ids=[[1]])
     with pytest.raises(ValueError, match="expected a video name without '/'"):
@@ -194,11 +196,11 @@ def test_person_ids_round_trip_and_image_size_from_images(tmp_path, helpers):
     kp = np.stack([[helpers.body25_pose(100, 300), helpers.body25_pose(400, 300)]] * 2)
     write_openpose_video(str(tmp_path / "in"), "withimg", kp, person_ids=[[5, 6], [6, 5]])
     write_openpose_video(str(tmp_path / "in"), "noimg", kp[:, :1])
-    Image.new("RGB", (64, 48)).save(tmp_path / "in" / "withimg" / "withimg_000000000001.png")
+    Image.new("RGB", (800, 600)).save(tmp_path / "in" / "withimg" / "withimg_000000000001.png")
     ingest_openpose(str(tmp_path / "in"), str(tmp_path / "ds"), IngestConfig(image_width=640, image_height=480))
     [rows] = helpers.read_rows(str(tmp_path / "ds"))
     sizes = {r["video"]: (r["image_width"], r["image_height"]) for r in rows}
-    assert sizes == {"withimg": (64, 48), "noimg": (640, 480)}
+    assert sizes == {"withimg": (800, 600), "noimg": (640, 480)}
     tracks = {(r["track"], r["frame"]): r["keypoints"][8, 0] for r in rows if r["video"] == "withimg"}
     assert tracks == {(5, 0): 100, (5, 1): 400, (6, 0): 400, (6, 1): 100}
 
@@ -214,13 +216,13 @@ def test_root_holding_json_files_is_one_video(tmp_path, helpers):
 
 
 def test_nothing_readable_is_an_error_naming_the_problem(tmp_path, helpers):
-    helpers.write_frame(tmp_path / "in" / "v", "v", 0, None, raw=_doc({"pose_keypoints_2d": [0.5] * 54}))
+    helpers.write_frame(tmp_path / "in" / "v", "v", 0, None, raw=_doc({"pose_keypoints_2d": [0.5] * 45}))
     with pytest.raises(ValueError, match=r"none of the 1 OpenPose files could be read; "
                                          r"first: .*v_000000000000_keypoints.json: "
-                                         r"people\[0\].pose_keypoints_2d has 54 numbers - the OpenPose COCO_18"):
+                                         r"people\[0\].pose_keypoints_2d has 45 numbers - the OpenPose MPI_15"):
         ingest_openpose(str(tmp_path / "in"), str(tmp_path / "ds"))
     (tmp_path / "none").mkdir()
-    with pytest.raises(ValueError, match=r"no OpenPose \*_keypoints.json files found"):
+    with pytest.raises(ValueError, match=r"no OpenPose \*_keypoints.json \(or other \*.json\) files found"):
         ingest_openpose(str(tmp_path / "none"), str(tmp_path / "ds"))
     with pytest.raises(ValueError, match="input not found"):
         ingest_openpose(str(tmp_path / "missing"), str(tmp_path / "ds"))

@@ -30,7 +30,7 @@ def test_video_rows_are_sorted_by_track_then_frame():
 @pytest.mark.parametrize("kwargs,message", [
     ({"keypoints": np.zeros((2, 18, 3))},
      r"video 'v': expected keypoints of shape \(2, 25, 3\) for 2 frames of body25, got \(2, 18, 3\)"),
-    ({"keypoint_format": "coco18"}, r"video 'v': keypoint_format must be one of \['body25', 'coco17'\], got 'coco18'"),
+    ({"keypoint_format": "h36m"}, r"video 'v': keypoint_format must be one of \['body25', 'body25b', 'coco17', 'coco18', 'posetrack'\], got 'h36m'"),
     ({"tracks": [0]}, "video 'v': expected 2 track ids, got 1"),
     ({"frames": [4, 4]}, "video 'v': track 0 has two rows for frame 4"),
     ({"keypoints": np.full((2, 25, 3), np.nan)}, "video 'v': keypoints contain NaN or infinite values"),

@@ -24,7 +24,7 @@ from dl3d.ingest.realestate10k import (
 
 STEP = 33367  # microseconds between frames at 29.97 fps, as in the real files
 W, H = 24, 16
-NORM = {"seqA": (0.5, 0.9, 0.5, 0.45), "seqB": (0.62, 1.1, 0.48, 0.52)}  # fx fy cx cy, normalised
+NORM = {"seqA": (0.6, 0.9, 0.5, 0.45), "seqB": (0.62, 0.93, 0.48, 0.52)}  # fx fy cx cy, normalised; fy/fx = W/H
 
 
 def _pose(i: int, seq: str) -> np.ndarray:
@@ -125,11 +125,13 @@ def test_ingest_intrinsics_poses_gaps_and_skipped_inputs(tree, tmp_path):
             img = decode_image(r[key], key)
             assert img.shape == (H, W, 3)
             assert np.abs(img.astype(int) - _colour(k)).max() <= (0 if seq == "seqA" else 4)  # PNG exact, JPEG close
+            ext = "png" if seq == "seqA" else "jpg"
+            assert r[key] == (frames / seq / f"{1000 + k * STEP}.{ext}").read_bytes()  # the original bytes, kept
 
 
 def test_resize_scales_intrinsics_and_images(tree, tmp_path):
     cams, frames = tree
-    cfg = IngestRealEstateConfig(pairs_per_sequence=3, max_gap=1, image_width=12, image_height=20)
+    cfg = IngestRealEstateConfig(pairs_per_sequence=3, max_gap=1, image_width=12, image_height=20, crop="stretch")
     ingest_realestate10k(str(cams), str(frames), str(tmp_path / "small"), cfg)
     rows = _rows(str(tmp_path / "small"))
     assert len(rows) == 6
@@ -140,7 +142,7 @@ def test_resize_scales_intrinsics_and_images(tree, tmp_path):
         assert (r["width"], r["height"]) == (12, 20)
         assert decode_image(r["src_image"], "src").shape == (20, 12, 3)
     np.testing.assert_allclose(intrinsics_matrix(np.array(NORM["seqA"]), 640, 360),
-                               [[320, 0, 320], [0, 324, 162], [0, 0, 1]])
+                               [[384, 0, 320], [0, 324, 162], [0, 0, 1]])
 
 
 def test_sampling_is_seeded_and_rewrites_replace_the_dataset(tree, tmp_path):
