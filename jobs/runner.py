@@ -23,7 +23,9 @@ from __future__ import annotations
 
 import dataclasses
 import datetime as dt
+import signal
 import sys
+import threading
 import time
 import uuid
 from collections import deque
@@ -35,6 +37,7 @@ import ray
 from tqdm import tqdm
 
 from dl3d.data import JobOutput, Shard, list_shards
+from dl3d.jobs.job_guard import OutputUnusable, check_input, job_spec, take_output
 from dl3d.jobs.placement import plan_workers
 from dl3d.jobs.ray_env import cluster_cpus, cluster_gpus, ensure_ray, worker_runtime_env
 from dl3d.jobs.runner_config import RunnerConfig  # noqa: F401  (defined apart so the CLI needs no Ray)
@@ -53,16 +56,24 @@ class ShardOutcome:
     attempts: int = 0
     error: str | None = None
     worker: dict[str, Any] = field(default_factory=dict)
+    row_status: dict[str, int] = field(default_factory=dict)
+    """Rows per row status (``ok``, ``nonfinite_fit``, ...) for jobs whose output has a status column."""
 
 
 @dataclass
 class JobReport:
-    """What a run did; ``exit_code`` is 0 only when every shard is committed."""
+    """What a run did; ``exit_code`` is 0 only when every shard is committed and everything recorded."""
 
     job: str
     output: str
     shards: list[ShardOutcome]
     seconds: float
+    notes: list[str] = field(default_factory=list)
+    """Things the run did besides the shards (a stale lease taken over, --overwrite)."""
+    unrecorded: list[str] = field(default_factory=list)
+    """Records that could not be written (``_errors/...``, ``_job.json``: a full disk, storage gone)."""
+    aborted: str | None = None
+    """Why the run stopped early (its lease on the output was lost), or None."""
 
     def count(self, status: str) -> int:
         return sum(s.status == status for s in self.shards)
@@ -76,8 +87,21 @@ class JobReport:
         return sum(s.rows for s in self.shards if s.status == "ok")
 
     @property
+    def row_status(self) -> dict[str, int]:
+        """Rows committed this run per row status (jobs whose output has a status column)."""
+        total: dict[str, int] = {}
+        for s in self.shards:
+            for k, n in s.row_status.items():
+                total[k] = total.get(k, 0) + n
+        return dict(sorted(total.items()))
+
+    @property
+    def rows_not_ok(self) -> dict[str, int]:
+        return {k: n for k, n in self.row_status.items() if k != "ok"}
+
+    @property
     def exit_code(self) -> int:
-        return 1 if self.failed else 0
+        return 1 if self.failed or self.unrecorded or self.aborted else 0
 
     def summary(self) -> str:
         rate = self.rows / self.seconds if self.seconds > 0 else 0.0
@@ -88,6 +112,7 @@ class JobReport:
             f"  {'already committed':<22}{self.count('skipped'):>8}",
             f"  {'failed':<22}{len(self.failed):>8}",
             f"  {'rows this run':<22}{self.rows:>8}",
+            *(f"    {'rows ' + k:<20}{n:>8}" for k, n in self.row_status.items()),
             f"  {'seconds':<22}{self.seconds:>8.1f}",
             f"  {'rows/s':<22}{rate:>8.1f}",
         ]
@@ -103,7 +128,14 @@ class JobReport:
             lines.append(f"  FAILED part-{s.index:05d} after {s.attempts} attempt(s): {first[-1] if first else '?'}")
         if self.failed:
             lines.append(f"  details: {self.output.rstrip('/')}/_errors/")
-        lines.append("status: " + ("FAILED" if self.failed else "ok"))
+        lines.extend(f"  note: {n}" for n in self.notes)
+        if self.aborted:
+            lines.append(f"  ABORTED: {self.aborted}")
+        lines.extend(f"  NOT RECORDED: {u}" for u in self.unrecorded)
+        bad = self.rows_not_ok
+        rows_note = (f" ({sum(bad.values())} rows not ok: "
+                     + ", ".join(f"{k} {n}" for k, n in bad.items()) + "; see their status column)") if bad else ""
+        lines.append("status: " + ("FAILED" if self.exit_code else "ok") + rows_note)
         return "\n".join(lines)
 
 
@@ -125,55 +157,125 @@ def run_shards(
     output_url: str,
     runner: RunnerConfig,
 ) -> JobReport:
-    """Run ``worker_cls`` over every uncommitted shard of ``input_url`` into ``output_url``."""
+    """Run ``worker_cls`` over every uncommitted shard of ``input_url`` into ``output_url``.
+
+    Before Ray starts: the input is checked (``job_guard.check_input``), the output leased and checked
+    against the job its earlier outputs belong to (``job_guard.take_output``); those raise ValueErrors.
+    SIGTERM is handled like SIGINT (KeyboardInterrupt); ``_job.json`` then says ``interrupted``.
+    """
     started = time.time()
     run_id = uuid.uuid4().hex[:12]
-    worker_cls.preflight(worker_config)
-    shards = list_shards(input_url)
-    out = JobOutput(output_url)
+    with _sigterm_as_interrupt():
+        worker_cls.preflight(worker_config)
+        shards = list_shards(input_url)
+        check_input(input_url, shards)
+        out = JobOutput(output_url)
+        spec = job_spec(job, worker_config, input_url)
+        lease, notes = take_output(out, spec, run_id, runner.overwrite)
+        try:
+            return _run_leased(job, worker_cls, worker_config, input_url, output_url, runner, run_id, started, shards,
+                               out, spec, lease, notes)
+        finally:
+            lease.release()
+
+
+def _run_leased(job: str, worker_cls: type[ShardWorker], worker_config: Any, input_url: str, output_url: str,
+                runner: RunnerConfig, run_id: str, started: float, shards: list[Shard], out: JobOutput,
+                spec: dict[str, Any], lease: Any, notes: list[str]) -> JobReport:
     committed = out.committed()
     todo = [s for s in shards if s.index not in committed]
     outcomes = {s.index: ShardOutcome(s.index, "skipped") for s in shards if s.index in committed}
-    where = ensure_ray(runner.ray_address)
-    placed = plan_workers(runner, cluster_gpus(), cluster_cpus(), cpu_auto="fill", max_workers=len(todo))
-    num_gpus, n_workers = placed.gpus_per_worker, placed.workers
     meta = {
         "job": job, "run_id": run_id, "status": "running", "input": input_url, "output": output_url,
-        "started": _iso(started), "config": dataclasses.asdict(worker_config),
-        "runner": dataclasses.asdict(runner) | {"workers": n_workers, "gpus_per_worker": num_gpus},
-        "ray": {"where": where, "nodes": len(ray.nodes()), "resources": ray.cluster_resources()},
-        "versions": package_versions(),
+        "started": _iso(started), "config": dataclasses.asdict(worker_config), "spec": spec,
+        "runner": dataclasses.asdict(runner), "versions": package_versions(),
     }
-    out.write_job_meta(meta)
-
+    try:
+        out.write_job_meta(meta)
+    except OSError as exc:
+        raise OutputUnusable(f"cannot write {out.url.rstrip('/')}/_job.json: {exc}") from None
+    where = ensure_ray(runner.ray_address)
+    signal_guard = _sigterm_as_interrupt()  # ray.init installed its own SIGTERM handler: take it back
+    signal_guard.__enter__()
+    placed = plan_workers(runner, cluster_gpus(), cluster_cpus(), cpu_auto="fill", max_workers=len(todo))
+    num_gpus, n_workers = placed.gpus_per_worker, placed.workers
+    meta.update(runner=dataclasses.asdict(runner) | {"workers": n_workers, "gpus_per_worker": num_gpus},
+                ray={"where": where, "nodes": len(ray.nodes()), "resources": ray.cluster_resources()})
+    report = JobReport(job, output_url, [], 0.0, notes=list(notes))
     bar = tqdm(total=len(shards), initial=len(committed), unit="shard", desc=job, disable=not runner.progress,
                file=sys.stderr, dynamic_ncols=True)
-    if todo:
-        options = dict(num_cpus=runner.cpus_per_worker, num_gpus=num_gpus, max_restarts=-1, max_task_retries=0)
-        if worker_runtime_env():
-            options["runtime_env"] = worker_runtime_env()
-        actor_cls = ray.remote(worker_cls).options(**options)
-        actors = [actor_cls.remote(worker_config, num_threads=int(runner.cpus_per_worker)) for _ in range(n_workers)]
-        try:
-            _dispatch(todo, actors, out, output_url, run_id, runner.max_attempts, outcomes, bar, started)
-        finally:
-            for a in actors:
-                ray.kill(a)
+    try:
+        _record(report, "_job.json", lambda: out.write_job_meta(meta))
+        if todo:
+            options = dict(num_cpus=runner.cpus_per_worker, num_gpus=num_gpus, max_restarts=-1, max_task_retries=0)
+            if worker_runtime_env():
+                options["runtime_env"] = worker_runtime_env()
+            actor_cls = ray.remote(worker_cls).options(**options)
+            actors = [actor_cls.remote(worker_config, num_threads=int(runner.cpus_per_worker)) for _ in range(n_workers)]
+            try:
+                _dispatch(todo, actors, out, output_url, run_id, runner.max_attempts, outcomes, bar, started, report,
+                          lease)
+            finally:
+                for a in actors:
+                    ray.kill(a)
+    except KeyboardInterrupt:
+        bar.close()
+        meta.update(status="interrupted", finished=_iso(time.time()), seconds=round(time.time() - started, 3),
+                    shards=[dataclasses.asdict(o) for o in outcomes.values()])
+        _record(report, "_job.json", lambda: out.write_job_meta(meta))
+        raise
+    finally:
+        signal_guard.__exit__(None, None, None)
     bar.close()
-    report = JobReport(job, output_url, [outcomes[s.index] for s in shards], time.time() - started)
+    report.shards = [outcomes.get(s.index, ShardOutcome(s.index, "not_run")) for s in shards]
+    report.seconds = time.time() - started
     meta.update(
-        status="failed" if report.failed else "ok", finished=_iso(time.time()), seconds=round(report.seconds, 3),
+        status="aborted" if report.aborted else ("failed" if report.failed else "ok"), finished=_iso(time.time()),
+        seconds=round(report.seconds, 3),
         counts={"shards": len(shards), "committed": report.count("ok"), "skipped": report.count("skipped"),
-                "failed": len(report.failed), "rows": report.rows,
+                "failed": len(report.failed), "rows": report.rows, "row_status": report.row_status,
+                "rows_not_ok": sum(report.rows_not_ok.values()),
                 "rows_per_s": round(report.rows / report.seconds, 2) if report.seconds else 0.0},
+        notes=report.notes, aborted=report.aborted, unrecorded=list(report.unrecorded),
         shards=[dataclasses.asdict(s) for s in report.shards],
     )
-    out.write_job_meta(meta)
+    if not report.aborted:  # after a lost lease another run owns the output: leave its _job.json alone
+        _record(report, "_job.json", lambda: out.write_job_meta(meta))
     return report
 
 
+def _record(report: JobReport, what: str, write) -> bool:
+    """Run ``write``; on failure note in ``report.unrecorded`` what could not be recorded, and why."""
+    try:
+        write()
+        return True
+    except Exception as exc:  # noqa: BLE001 - a full disk, storage gone: the summary must still come out
+        report.unrecorded.append(f"{report.output.rstrip('/')}/{what}: {type(exc).__name__}: {_last_line(str(exc))}")
+        return False
+
+
+class _sigterm_as_interrupt:
+    """Within the block SIGTERM (what Kubernetes and ``kill`` send) raises KeyboardInterrupt, as SIGINT does,
+    instead of Ray's handler (which exits from inside Ray's core and can abort with a C++ stack dump)."""
+
+    def __enter__(self):
+        self.previous = None
+        if threading.current_thread() is threading.main_thread():
+            self.previous = signal.signal(signal.SIGTERM, _raise_interrupt)
+        return self
+
+    def __exit__(self, *exc):
+        if self.previous is not None:
+            signal.signal(signal.SIGTERM, self.previous)
+        return False
+
+
+def _raise_interrupt(signum, frame):
+    raise KeyboardInterrupt(f"signal {signum}")
+
+
 def _dispatch(todo: list[Shard], actors: list, out: JobOutput, output_url: str, run_id: str, max_attempts: int,
-              outcomes: dict[int, ShardOutcome], bar: tqdm, started: float) -> None:
+              outcomes: dict[int, ShardOutcome], bar: tqdm, started: float, report: JobReport, lease: Any) -> None:
     """Keep every live worker busy until each shard is committed or has failed ``max_attempts`` times.
 
     A worker whose process died is restarted by Ray (``max_restarts``); it gets no shard until a
@@ -185,8 +287,12 @@ def _dispatch(todo: list[Shard], actors: list, out: JobOutput, output_url: str, 
     recovering: dict[ray.ObjectRef, Any] = {}
     rows = 0
     while inflight or (queue and (idle or recovering)):
+        if lease.lost.is_set() and not report.aborted:
+            report.aborted = "another run took over the lease on the output; no shard was started after that"
+            queue.clear()
         while queue and idle:
             shard, attempt = queue.popleft()
+            _record(report, f"(partial files of part-{shard.index:05d})", lambda: out.clear_leftovers(shard.index))
             actor = idle.popleft()
             inflight[actor.process.remote(ShardTask(shard, output_url, attempt, run_id))] = (shard, attempt, actor)
         [ref], _ = ray.wait(list(inflight) + list(recovering), num_returns=1)
@@ -211,10 +317,11 @@ def _dispatch(todo: list[Shard], actors: list, out: JobOutput, output_url: str, 
             idle.append(actor)
             if result.status == "ok":
                 outcomes[shard.index] = ShardOutcome(shard.index, "ok", result.rows, result.seconds, attempt,
-                                                     worker=result.worker)
+                                                     worker=result.worker,
+                                                     row_status=dict(getattr(result, "row_status", {}) or {}))
                 rows += result.rows
             else:
-                _fail(out, shard, "bad_input", attempt, result.error, outcomes, result.worker)
+                _fail(out, shard, "bad_input", attempt, result.error, outcomes, result.worker, report)
             bar.update(1)
             bar.set_postfix(rows=rows, rows_per_s=f"{rows / max(time.time() - started, 1e-9):.1f}", refresh=False)
             continue
@@ -222,17 +329,18 @@ def _dispatch(todo: list[Shard], actors: list, out: JobOutput, output_url: str, 
             bar.write(f"part-{shard.index:05d}: attempt {attempt} failed, retrying: {_last_line(error)}")
             queue.appendleft((shard, attempt + 1))
         else:
-            _fail(out, shard, "failed", attempt, error, outcomes, {})
+            _fail(out, shard, "failed", attempt, error, outcomes, {}, report)
             bar.update(1)
     for shard, attempt in queue:  # every worker is gone
-        _fail(out, shard, "failed", attempt - 1, "no live worker left to run the shard", outcomes, {})
+        _fail(out, shard, "failed", attempt - 1, "no live worker left to run the shard", outcomes, {}, report)
 
 
 def _fail(out: JobOutput, shard: Shard, status: str, attempts: int, error: str | None,
-          outcomes: dict[int, ShardOutcome], worker: dict[str, Any]) -> None:
+          outcomes: dict[int, ShardOutcome], worker: dict[str, Any], report: JobReport) -> None:
     outcomes[shard.index] = ShardOutcome(shard.index, status, attempts=attempts, error=error, worker=worker)
-    out.record_error(shard.index, {"input": shard.url, "status": status, "attempts": attempts, "error": error,
-                                   "worker": worker, "time": _iso(time.time())})
+    _record(report, f"_errors/part-{shard.index:05d}.json", lambda: out.record_error(
+        shard.index, {"input": shard.url, "status": status, "attempts": attempts, "error": error, "worker": worker,
+                      "time": _iso(time.time())}))
 
 
 def _last_line(text: str) -> str:

@@ -15,6 +15,8 @@ class RunnerConfig(Placement):
 
     max_attempts: int = opt(3, "attempts per shard (worker errors and worker deaths) before it goes to _errors/")
     progress: bool = opt(True, "show a progress bar on stderr")
+    overwrite: bool = opt(False, "delete what an earlier run wrote to --output (another input or other options) "
+                                 "and start over; without it such an output is refused and the same job resumes")
 
     def __post_init__(self):
         super().__post_init__()

@@ -34,6 +34,8 @@ class ShardResult:
     seconds: float = 0.0
     error: str | None = None
     worker: dict[str, Any] = field(default_factory=dict)
+    row_status: dict[str, int] = field(default_factory=dict)
+    """Output rows per row status, for jobs whose output has a ``status`` column (else empty)."""
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -137,7 +139,8 @@ class ShardWorker:
             {"input": task.shard.url, "rows": rows, "seconds": round(seconds, 4), "attempt": task.attempt,
              "run_id": task.run_id, "worker": self.info()},
         )
-        return ShardResult(task.shard.index, "ok", rows=rows, seconds=seconds, worker=self.info())
+        return ShardResult(task.shard.index, "ok", rows=rows, seconds=seconds, worker=self.info(),
+                           row_status=out.row_status.get(task.shard.index, {}))
 
 
 def format_exception(exc: BaseException) -> str:

@@ -66,6 +66,9 @@ class SmplFitConfig(BodyModelJobConfig):
         super().__post_init__()
         if self.focal_length is not None and self.focal_length <= 0:
             raise ValueError(f"focal_length must be > 0, got {self.focal_length}")
+        for name in ("image_width", "image_height"):
+            if getattr(self, name) is not None and getattr(self, name) < 1:
+                raise ValueError(f"{name} must be >= 1 pixel, got {getattr(self, name)}")
         if self.max_rows < 1:
             raise ValueError(f"max_rows must be >= 1, got {self.max_rows}")
 

@@ -7,6 +7,7 @@ import pyarrow as pa
 import torch
 
 from dl3d.data import DataError, JobOutput, arrow_to_tensor, list_to_arrow, read_table, tensor_to_arrow
+from dl3d.data.dataset import check_positive
 from dl3d.data.keypoint_tables import KEYPOINTS2D, NUM_KEYPOINTS
 from dl3d.data.smpl_tables import SMPL_FIT
 from dl3d.mesh import encode_mesh
@@ -98,6 +99,8 @@ class SmplFitWorker(ShardWorker):
         """Per-row focal length (N,) and principal point (N, 2), pixels: the dataset's, else the options'."""
         n = table.num_rows
         cfg = self.config
+        for column in ("image_width", "image_height", "focal_length"):  # bad numbers are input errors: no retry
+            check_positive(table, column, src)
         width = _column_or(table, "image_width", cfg.image_width, n)
         height = _column_or(table, "image_height", cfg.image_height, n)
         unknown = np.isnan(width) | np.isnan(height)

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import io
 import json
+import math
 import re
 from dataclasses import dataclass, field
 from typing import Any
@@ -104,6 +105,19 @@ def read_table(
     if schema is not None:
         schema.validate(table, url)
     return table
+
+
+def check_positive(table: pa.Table, column: str, source: str) -> None:
+    """Raise DataError naming ``source``, the column, the row (and its id) when a non-null value of
+    ``column`` is not a finite number > 0 (a focal length, an image width). A missing column passes."""
+    if column not in table.column_names:
+        return
+    values = table.column(column).to_pylist()
+    for i, v in enumerate(values):
+        if v is not None and not (isinstance(v, (int, float)) and math.isfinite(v) and v > 0):
+            rid = f" (id {table.column('id')[i].as_py()!r})" if "id" in table.column_names else ""
+            raise DataError(source, f"column {column!r}: row {i}{rid} holds {v!r}; expected a number > 0 "
+                                    "or null (unknown)")
 
 
 def table_to_parquet(table: pa.Table) -> bytes:

@@ -35,7 +35,8 @@ def describe(url: str) -> str:
         lines.append("columns: " + ", ".join(f"{f.name}: {f.type}" for f in schema))
     mesh_dir = fsx.join(root, MESHES_DIR)
     if fsx.exists(fs, mesh_dir):
-        meshes = sorted(fs.find(mesh_dir))
+        meshes = sorted(p for p in fs.find(mesh_dir)  # not the partial files an interrupted write left
+                        if not p.rsplit("/", 1)[-1].startswith(".") and not p.endswith(".tmp"))
         lines.append(f"mesh files: {len(meshes)}")
         if meshes:
             lines.append(f"first mesh: {meshes[0]}: {_mesh_summary(fs, meshes[0])}")

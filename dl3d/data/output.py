@@ -5,11 +5,18 @@ For input shard NNNNN a job writes ``part-NNNNN.parquet``, any mesh files under
 marker exists: a re-run skips it; a shard without a marker is redone from scratch, overwriting the
 same deterministic names, so nothing is lost or duplicated. A shard that failed all its attempts is
 described in ``_errors/part-NNNNN.json``; ``_job.json`` records the last run.
+
+``_committed/_spec.json`` records which job the markers belong to (job, input identity, every
+output-affecting option); a re-run resumes only when its own spec is the same. ``_lease.json`` is
+held by the one live run (``dl3d.jobs.lease``). A shard's rows that a worker writes with a ``status``
+column are counted per status, and the counts go into its marker.
 """
 
 from __future__ import annotations
 
 import json
+import os
+from collections import Counter
 from typing import Any
 
 import pyarrow as pa
@@ -21,6 +28,10 @@ COMMITTED_DIR = "_committed"
 ERRORS_DIR = "_errors"
 JOB_META = "_job.json"
 MESHES_DIR = "meshes"
+SPEC = f"{COMMITTED_DIR}/_spec.json"
+LEASE = "_lease.json"
+TMP_SUFFIX = ".tmp"
+"""Suffix of the partial files ``dl3d.data.fs.put_bytes`` writes beside a target before renaming it."""
 
 
 class JobOutput:
@@ -29,6 +40,8 @@ class JobOutput:
     def __init__(self, url: str, storage_options: dict[str, Any] | None = None):
         self.url = url
         self.fs, self.root = fsx.resolve(url, storage_options)
+        self.row_status: dict[int, dict[str, int]] = {}
+        """Shard -> {row status: count} of the parts written through this object (tables with ``status``)."""
 
     def path(self, relpath: str) -> str:
         return fsx.join(self.root, relpath)
@@ -56,13 +69,20 @@ class JobOutput:
     def write_part(self, index: int, table: pa.Table) -> str:
         rel = part_name(index)
         fsx.put_bytes(self.fs, self.path(rel), table_to_parquet(table))
+        if "status" in table.column_names:
+            self.row_status[index] = dict(sorted(Counter(map(str, table.column("status").to_pylist())).items()))
         return rel
 
     def write_file(self, relpath: str, data: bytes) -> None:
         fsx.put_bytes(self.fs, self.path(relpath), data)
 
     def commit(self, index: int, info: dict[str, Any]) -> None:
-        """Write the marker for shard ``index`` (call after all its objects are written) and clear old errors."""
+        """Write the marker for shard ``index`` (call after all its objects are written) and clear old errors.
+
+        The marker also gets ``row_status`` (counts per row status) when the part had a status column.
+        """
+        if index in self.row_status:
+            info = {**info, "row_status": self.row_status[index]}
         write_json(self.fs, self.path(f"{COMMITTED_DIR}/{part_name(index, '.json')}"), info)
         fsx.remove(self.fs, self.path(f"{ERRORS_DIR}/{part_name(index, '.json')}"))
 
@@ -86,3 +106,56 @@ class JobOutput:
 
     def write_job_meta(self, meta: dict[str, Any]) -> None:
         write_json(self.fs, self.path(JOB_META), meta)
+
+    def clear_leftovers(self, index: int) -> list[str]:
+        """Remove the partial ``.tmp`` files an interrupted attempt at shard ``index`` left (local disks;
+        object stores publish whole objects only, so there are none). Returns the removed paths."""
+        if not fsx.is_local(self.fs):
+            return []
+        removed = []
+        name = part_name(index)
+        candidates = [(self.root, f".{name}."), (self.path(f"{MESHES_DIR}/{part_name(index, '')}"), "."),
+                      (self.path(COMMITTED_DIR), f".{part_name(index, '.json')}.")]
+        for folder, prefix in candidates:
+            if not os.path.isdir(folder):
+                continue
+            for entry in os.listdir(folder):
+                if entry.startswith(prefix) and entry.endswith(TMP_SUFFIX):
+                    os.remove(os.path.join(folder, entry))
+                    removed.append(os.path.join(folder, entry))
+        return removed
+
+    def read_spec(self) -> dict[str, Any] | None:
+        """The spec the markers were written under, or None when there is none."""
+        path = self.path(SPEC)
+        if not fsx.exists(self.fs, path):
+            return None
+        return json.loads(fsx.get_bytes(self.fs, path))
+
+    def write_spec(self, spec: dict[str, Any]) -> None:
+        write_json(self.fs, self.path(SPEC), spec)
+
+    def remove_job_files(self) -> int:
+        """Delete what a job wrote here (parts, meshes, markers, errors, ``_job.json``, partial files) and
+        nothing else; the lease is kept. Returns the number of files removed."""
+        self.fs.invalidate_cache(self.root)
+        if not self.fs.exists(self.root):
+            return 0
+        removed = 0
+        for path in self.fs.ls(self.root, detail=False):
+            name = path.rstrip("/").rsplit("/", 1)[-1]
+            if name in (COMMITTED_DIR, ERRORS_DIR, MESHES_DIR):
+                files = self.fs.find(path)
+                for f in files:
+                    self.fs.rm_file(f)
+                removed += len(files)
+                if fsx.is_local(self.fs) and os.path.isdir(path):
+                    import shutil
+
+                    shutil.rmtree(path)
+            elif name == JOB_META or (name.startswith("part-") and name.endswith(".parquet")) \
+                    or (name.startswith(".part-") and name.endswith(TMP_SUFFIX)):
+                self.fs.rm_file(path)
+                removed += 1
+        self.fs.invalidate_cache(self.root)
+        return removed
