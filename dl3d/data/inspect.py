@@ -20,8 +20,10 @@ def describe(url: str) -> str:
         path = fsx.join(root, meta_name)
         if fsx.exists(fs, path):
             meta = json.loads(fsx.get_bytes(fs, path))
-            keep = {k: meta[k] for k in ("kind", "job", "status", "num_rows", "num_shards", "counts", "seconds") if k in meta}
+            keep = {k: meta[k] for k in ("kind", "job", "status", "num_rows", "num_shards", "counts", "seconds",
+                                         "keypoint_format") if k in meta}
             lines.append(f"{meta_name}: {json.dumps(keep)}")
+            lines += [f"warning: {w}" for w in meta.get("warnings") or []]  # e.g. rows without an image size
     shards = list_shards(url)
     rows = 0
     schema = None

@@ -62,6 +62,10 @@ class OpenPoseFormatError(ValueError):
     """A file is not usable OpenPose JSON; the message says why."""
 
 
+class _NotKeypointFile(OpenPoseFormatError):
+    """A ``.json`` file without a keypoint-file name and without ``people``: no frame of the video."""
+
+
 @dataclass
 class _Frame:
     people: list[np.ndarray] = field(default_factory=list)  # (J, 3) each
@@ -78,7 +82,7 @@ def _parse(data: bytes | str, strict: bool = False) -> _Frame:
     if not isinstance(obj, dict):
         raise OpenPoseFormatError(f"expected a JSON object with a 'people' list, got {type(obj).__name__}")
     if strict and "people" not in obj:
-        raise OpenPoseFormatError(f"no 'people' list: not an OpenPose keypoint file (keys: {sorted(obj)[:5]})")
+        raise _NotKeypointFile(f"no 'people' list: not an OpenPose keypoint file (keys: {sorted(obj)[:5]})")
     people = obj.get("people")
     if people is None:
         people = []
@@ -199,22 +203,25 @@ class _Folder:
 
 
 def _read_folder(fs, folder: str, paths: list[str], images: dict, report: IngestReport) -> _Folder:
-    stems = [frame_stem(p) for p in paths]
-    order, numbers = frame_numbers(stems)
-    paths, stems = [paths[i] for i in order], [stems[i] for i in order]
+    """Parse one folder's files; files that are not keypoint files take no frame number."""
     contents = fs.cat(paths, on_error="return") if len(paths) > 1 else {paths[0]: _cat(fs, paths[0])}
-    frames: list[_Frame | None] = []
+    parsed: dict[str, _Frame | None] = {}
     for path in paths:
         data = contents.get(path)
         try:
             if data is None or isinstance(data, BaseException):
                 raise OpenPoseFormatError(f"could not be read ({data!r})")
-            frame = _parse(data, strict=not posixpath.basename(path).endswith(SUFFIXES))
+            parsed[path] = _parse(data, strict=not posixpath.basename(path).endswith(SUFFIXES))
+        except _NotKeypointFile as exc:
+            report.skipped.append(SkippedInput(_display(fs, path), str(exc)))
         except OpenPoseFormatError as exc:
             report.skipped.append(SkippedInput(_display(fs, path), str(exc)))
-            frame = None
-        frames.append(frame)
-    return _Folder(folder, paths, stems, numbers, frames, image_sizes(fs, paths, images))
+            parsed[path] = None
+    paths = list(parsed)
+    stems = [frame_stem(p) for p in paths]
+    order, numbers = frame_numbers(stems)
+    paths, stems = [paths[i] for i in order], [stems[i] for i in order]
+    return _Folder(folder, paths, stems, numbers, [parsed[p] for p in paths], image_sizes(fs, paths, images))
 
 
 def _cat(fs, path: str) -> bytes | BaseException:
@@ -258,6 +265,9 @@ def ingest_openpose(
     folders = [_read_folder(fs, folder, found[folder], images, report) for folder in sorted(found)]
     people = [k for f in folders for fr in f.frames if fr is not None for k in fr.people]
     report.people_without_keypoints = sum(fr.empty for f in folders for fr in f.frames if fr is not None)
+    if not people and report.people_without_keypoints:
+        raise ValueError(f"{input_url}: every person of every file had an empty pose_keypoints_2d "
+                         f"({report.people_without_keypoints} people; was OpenPose run with --body 0?)")
     src, report.format_reason, joints = detect_format(people, cfg.keypoint_format)
     stored = "body25" if src == "coco18" else src
     root_name = posixpath.basename(root.rstrip("/")) or "video"
@@ -275,9 +285,6 @@ def ingest_openpose(
                 videos.append(v)
                 report.frames += sum(f.frames[i] is not None for i in rows)
     if not videos:
-        if not report.skipped:
-            raise ValueError(f"{input_url}: every person of every file had an empty pose_keypoints_2d "
-                             f"({report.people_without_keypoints} people; was OpenPose run with --body 0?)")
         first = report.skipped[0]
         raise ValueError(f"{input_url}: none of the {len(report.skipped)} OpenPose files could be read; "
                          f"first: {first.name}: {first.reason}")
