@@ -270,8 +270,12 @@ def _add_common(p: argparse.ArgumentParser) -> None:
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else list(argv)
     args = build_parser(argv).parse_args(argv)
+    from dl3d.jobs.console import console_filter, set_verbose
+
+    set_verbose(args.verbose)
     try:
-        return args.func(args)
+        with console_filter():
+            return args.func(args)
     except (ValueError, FileNotFoundError) as exc:  # DataError, BodyModelError and bad options are ValueErrors
         print(f"dl3d: error: {exc}", file=sys.stderr)
         return 2

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import logging
 import os
 
 import ray
@@ -19,9 +18,10 @@ def ensure_ray(address: str | None = None) -> str:
     """
     if ray.is_initialized():
         return "existing Ray session"
+    from dl3d.jobs.console import ray_init_kwargs
+
     address = address or os.environ.get("RAY_ADDRESS") or None
-    kwargs = dict(address=address, log_to_driver=True,
-                  logging_level=logging.WARNING, configure_logging=True)
+    kwargs = dict(address=address, **ray_init_kwargs(local=address is None))  # quiet unless --verbose
     if address is None:
         kwargs["include_dashboard"] = False
     ray.init(**kwargs)

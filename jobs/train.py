@@ -132,6 +132,7 @@ def run_training(family_name: str, cfg: TrainConfig, model_config: Any = None) -
     import ray.train
     from ray.train.torch import TorchConfig, TorchTrainer
 
+    from dl3d.jobs.console import ConsoleRelay
     from dl3d.jobs.ray_env import cluster_cpus, cluster_gpus, ensure_ray, worker_runtime_env
     from dl3d.jobs.train_loop import LoopPlan, train_loop_per_worker
 
@@ -162,11 +163,12 @@ def run_training(family_name: str, cfg: TrainConfig, model_config: Any = None) -
     _claim_run(storage_fs, run_root, run_url, meta, cfg)
 
     run_id = f"{time.strftime('%Y%m%d-%H%M%S')}-{uuid.uuid4().hex[:6]}"
+    relay = ConsoleRelay()
     plan = LoopPlan(family=family, model_config=mcfg, steps=cfg.steps, batch_size=cfg.batch_size,
                     train_rows=train_rows, eval_urls=eval_urls, eval_every=cfg.eval_every,
                     eval_batches=cfg.eval_batches, checkpoint_every=cfg.checkpoint_every, log_every=cfg.log_every,
                     shuffle=cfg.shuffle, seed=cfg.seed, cpus_per_worker=cfg.cpus_per_worker, run_id=run_id,
-                    meta={**meta, "train_config": dataclasses.asdict(cfg)})
+                    meta={**meta, "train_config": dataclasses.asdict(cfg)}, console=relay.queue)
     env = worker_runtime_env()
     trainer = TorchTrainer(
         train_loop_per_worker,
@@ -192,6 +194,8 @@ def run_training(family_name: str, cfg: TrainConfig, model_config: Any = None) -
     except ray.train.TrainingFailedError as exc:
         raise TrainingFailed(f"training {run_url} failed after {cfg.max_failures} recoveries: {exc}; "
                              "re-run the same command to resume from its latest checkpoint") from exc
+    finally:
+        relay.close()
     out = result.return_value or {"rows": [], "start_step": 0, "final_step": 0, "world_size": workers}
     fsx.put_bytes(storage_fs, fsx.join(run_root, METRICS_CSV), metrics_to_csv(out["rows"]).encode())
     checkpoint = None
@@ -264,6 +268,8 @@ def _train_dataset(urls: list[str], cfg: TrainConfig, env: dict | None):
     """A Ray Data dataset over the training shards (one read task per shard)."""
     import ray.data
 
+    from dl3d.jobs.console import configure_data_context
+
     fs, _ = fsx.resolve(urls[0])
     paths = [fsx.resolve(u)[1] for u in urls]
     kwargs: dict[str, Any] = {}
@@ -274,7 +280,7 @@ def _train_dataset(urls: list[str], cfg: TrainConfig, env: dict | None):
     if cfg.shuffle:
         kwargs["shuffle"] = ray.data.FileShuffleConfig(seed=cfg.seed)
     ds = ray.data.read_parquet(paths, override_num_blocks=len(paths), **kwargs)
-    ds.context.enable_progress_bars = False
+    configure_data_context(ds.context)  # no progress bars or execution plans unless --verbose
     return ds
 
 

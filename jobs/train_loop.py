@@ -24,9 +24,9 @@ from __future__ import annotations
 import json
 import math
 import os
-import sys
 import tempfile
 import time
+import warnings
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -37,6 +37,7 @@ import torch
 import torch.distributed as dist
 
 from dl3d.data import read_table
+from dl3d.jobs.console import say
 from dl3d.train.checkpoint import META_FILE, load_checkpoint, save_checkpoint
 from dl3d.train.family import ModelFamily, Modules, step_seed, unwrap
 
@@ -67,6 +68,8 @@ class LoopPlan:
     """This invocation's id, written in every metrics row as ``run``."""
     meta: dict[str, Any] = field(default_factory=dict)
     """Written to each checkpoint's ``train.json`` (family name, configs)."""
+    console: Any = None
+    """The driver's ``ConsoleRelay`` queue (``dl3d.jobs.console``): rank 0's lines and warnings go there."""
 
 
 def train_loop_per_worker(config: dict[str, Any]) -> dict[str, Any]:
@@ -76,6 +79,7 @@ def train_loop_per_worker(config: dict[str, Any]) -> dict[str, Any]:
     ctx = ray.train.get_context()
     rank, world = ctx.get_world_rank(), ctx.get_world_size()
     device = _device()
+    _bind_console(plan.console if rank == 0 else None)
     torch.set_num_threads(max(1, int(plan.cpus_per_worker)))
 
     kwargs = {"find_unused_parameters": True} if family.find_unused_parameters else None
@@ -140,10 +144,22 @@ def train_loop_per_worker(config: dict[str, Any]) -> dict[str, Any]:
             "world_size": world}
 
 
+_CONSOLE: Any = None
+"""Where :func:`_say` sends lines in this worker: the driver's relay queue (rank 0), else None."""
+
+
+def _bind_console(queue: Any) -> None:
+    """Send this worker's :func:`_say` lines and Python warnings to the driver's relay ``queue`` (rank 0)."""
+    global _CONSOLE
+    _CONSOLE = queue
+    if queue is not None:
+        warnings.showwarning = lambda message, category, *_a, **_k: _say(f"warning: {category.__name__}: {message}")
+
+
 def _say(line: str) -> None:
-    """One progress line to the driver's console (Ray Train's patched ``print`` would show it twice)."""
-    sys.stdout.write(line + "\n")
-    sys.stdout.flush()
+    """One line for the user: through the driver's relay on rank 0 (Ray keeps workers' stdout in its
+    log files unless ``--verbose``), else to this worker's stdout."""
+    say(_CONSOLE, line)
 
 
 def _device() -> torch.device:

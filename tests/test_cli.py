@@ -125,3 +125,24 @@ def test_unknown_command_is_a_usage_error(capsys):
     with pytest.raises(SystemExit) as e:
         cli.main(["smpl", "fitt"])
     assert e.value.code == 2 and "invalid choice: 'fitt'" in capsys.readouterr().err
+
+
+def test_console_filter_drops_only_rays_startup_notice(capsys):
+    from dl3d.jobs import console
+
+    notice = ("\x1b[33m(raylet)\x1b[0m WARNING: 8 PYTHON worker processes have been started on node: 1f with "
+              "address: 10.0.0.1, which is 4x the maximum expected startup concurrency (2).")
+    with console.console_filter():
+        print("step 1/2 (epoch 0)  loss 1.0")
+        print(notice)
+        print("(raylet) Task was killed due to the node running low on memory.")
+        print("partial", end="")
+    assert capsys.readouterr().out == ("step 1/2 (epoch 0)  loss 1.0\n"
+                                       "(raylet) Task was killed due to the node running low on memory.\npartial")
+    console.set_verbose(True)
+    try:
+        with console.console_filter():
+            print(notice)
+    finally:
+        console.set_verbose(False)
+    assert capsys.readouterr().out == notice + "\n", "--verbose shows everything"
