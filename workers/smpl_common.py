@@ -1,0 +1,71 @@
+"""What the SMPL batch jobs share: the body-model check before the run, reading the model file once per
+worker, and writing one mesh file per row."""
+
+from __future__ import annotations
+
+from typing import Any, Sequence
+
+import numpy as np
+import torch
+
+from dl3d.data import JobOutput
+from dl3d.workers.base import ShardWorker
+from dl3d.workers.smpl_config import BodyModelJobConfig
+
+
+class SmplJobWorker(ShardWorker):
+    """Base of the workers configured by a :class:`BodyModelJobConfig` (``model``, ``meshes``)."""
+
+    config: BodyModelJobConfig
+
+    @classmethod
+    def preflight(cls, config: BodyModelJobConfig) -> None:
+        """The body model file exists and holds an SMPL-format model (arrays read and checked, nothing built).
+
+        Raises:
+            BodyModelError: a missing, garbled or wrongly shaped file, named in the message.
+        """
+        from dl3d.body import read_body_model_arrays
+
+        read_body_model_arrays(config.model)
+
+    def read_body_model(self) -> dict[str, np.ndarray]:
+        """The model file's arrays (``dl3d.body.read_body_model_arrays``); read once, in :meth:`setup`."""
+        from dl3d.body import read_body_model_arrays
+
+        return read_body_model_arrays(self.config.model)
+
+    def build_body_model(self, arrays: dict[str, np.ndarray], num_betas: int = 10):
+        """smplx's ``SMPL`` on this worker's device from arrays already read; also sets ``self.faces`` (F, 3) int64."""
+        from dl3d.body import body_model_from_arrays
+        from dl3d.body.model_file import resolve_body_model_path
+
+        model = body_model_from_arrays(arrays, num_betas, self.device, source=resolve_body_model_path(self.config.model))
+        self.faces = torch.as_tensor(model.faces.astype(np.int64))
+        return model
+
+    def write_meshes(self, out: JobOutput, shard_index: int, vertices: np.ndarray,
+                     keep: Sequence[bool] | np.ndarray | None = None) -> list[Any]:
+        """One mesh file per row under ``meshes/``, in ``config.meshes`` format, with ``self.faces``.
+
+        Args:
+            out: the job output.
+            shard_index: the shard the rows belong to (the files go under its folder).
+            vertices: (N, V, 3) float32, metres, one posed body per row.
+            keep: (N,) bool; rows where it is False get no file (default: every row).
+
+        Returns:
+            N paths relative to the output prefix, None for rows without a file.
+        """
+        from dl3d.mesh import encode_mesh
+
+        fmt = self.config.meshes
+        paths: list[Any] = []
+        for i in range(len(vertices)):
+            if keep is not None and not keep[i]:
+                paths.append(None)
+                continue
+            rel = out.mesh_relpath(shard_index, i, fmt)
+            out.write_file(rel, encode_mesh(torch.from_numpy(np.ascontiguousarray(vertices[i])), self.faces, fmt))
+            paths.append(rel)
+        return paths
