@@ -191,6 +191,11 @@ def test_synsin_checkpoint_from_s3_library_and_render_worker(s3_dir, job_assets,
     with pytest.raises(FileNotFoundError, match=re.escape(f"SynSin checkpoint not found: {s3_dir}/none.pt")):
         load_synsin_checkpoint(f"{s3_dir}/none.pt")
 
+    from dl3d.workers.synsin_render import load_render_checkpoint
+
+    with pytest.raises(FileNotFoundError, match=re.escape(f"SynSin checkpoint not found: {s3_dir}/none.pt; expected a "
+                                                          "training checkpoint folder holding state.pt, or a .pt file")):
+        load_render_checkpoint(f"{s3_dir}/none.pt")
     write_images_dataset(str(tmp_path / "images"), shards=1, per_shard=1, size=32)
     worker = SynSinRenderWorker(SynSinRenderConfig(checkpoint=url, steps=2))
     result = worker.process(ShardTask(Shard(0, str(tmp_path / "images" / "part-00000.parquet")), str(tmp_path / "out")))
@@ -225,8 +230,8 @@ def _keypoints_dataset(url: str, body_model_path: str, frames: int = 6) -> None:
     videos = f"{url}-videos"
     write_smpl_video_dataset(videos, read_body_model_arrays(body_model_path),
                              SmplVideoDatasetSpec(videos=1, frames=frames, seed=4))
-    ingest_openpose(f"{videos}/openpose", url,
-                    IngestConfig(videos_per_shard=1, image_width=1280, image_height=720, focal_length=1000.0))
+    ingest_openpose(f"{videos}/openpose", url, IngestConfig(videos_per_shard=1, image_width=1280, image_height=720,
+                                                            focal_length=1000.0, keypoint_format="body25"))
 
 
 def test_smpl_workers_read_model_and_gmm_from_s3(s3_dir, body_model_path, tmp_path):

@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import numpy as np
-import pyarrow as pa
 import torch
 
-from dl3d.data import JobOutput, list_to_arrow, read_table
+from dl3d.data import JobOutput, read_table, to_table
 from dl3d.data.smpl_tables import SMPL_EXPORT, SMPL_PARAMS, decode_smpl_params, passthrough_columns
 from dl3d.mesh import encode_mesh
 from dl3d.workers.base import ShardTask, ShardWorker
@@ -69,18 +70,15 @@ class SmplExportWorker(ShardWorker):
             self.model, params.betas, params.global_orient, params.body_pose, params.transl,
             cfg.batch_size, vertices=cfg.vertices or cfg.meshes != "none",
         )
-        columns: dict[str, pa.Array] = {"id": pa.array(params.ids, pa.string())}
-        columns.update(passthrough_columns(table))
-        columns["joints"] = list_to_arrow(joints)
+        columns: dict[str, Any] = {"id": params.ids, **passthrough_columns(table), "joints": joints}
         if cfg.vertices:
-            columns["vertices"] = list_to_arrow(verts)
+            columns["vertices"] = verts
         if cfg.meshes != "none":
             paths = []
             for i in range(len(params)):
                 rel = out.mesh_relpath(task.shard.index, i, cfg.meshes)
                 out.write_file(rel, encode_mesh(torch.from_numpy(verts[i]), self.faces, cfg.meshes))
                 paths.append(rel)
-            columns["mesh_path"] = pa.array(paths, pa.string())
-        result = pa.table(columns, schema=SMPL_EXPORT.arrow_schema(list(columns)))
-        out.write_part(task.shard.index, result)
+            columns["mesh_path"] = paths
+        out.write_part(task.shard.index, to_table(SMPL_EXPORT, columns))
         return len(params)

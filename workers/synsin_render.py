@@ -8,20 +8,11 @@ import numpy as np
 import pyarrow as pa
 import torch
 
-from dl3d.data import DataError, JobOutput, arrow_to_tensor, read_table
+from dl3d.data import DataError, JobOutput, arrow_to_tensor, read_table, to_table
 from dl3d.data import fs as fsx
-from dl3d.data.view_tables import IMAGES
+from dl3d.data.view_tables import IMAGES, SYNSIN_RENDER
 from dl3d.workers.base import ShardTask, ShardWorker
 from dl3d.workers.synsin_config import SynSinRenderConfig
-
-RENDER_INDEX = pa.schema([
-    pa.field("id", pa.string()), pa.field("source_id", pa.string()), pa.field("view", pa.int64()),
-    pa.field("pose", pa.list_(pa.list_(pa.float32(), 4), 4)), pa.field("image_path", pa.string()),
-    pa.field("status", pa.string()), pa.field("error", pa.string()),
-])
-"""One row per requested view: ``{source_id}/{view:03d}``, the source-to-target pose, the PNG path
-relative to the output prefix (null when the source could not be rendered), status and error."""
-
 
 def load_render_checkpoint(url: str) -> dict:
     """A SynSin checkpoint dict from a training checkpoint folder (``state.pt`` + ``train.json``, as
@@ -32,10 +23,9 @@ def load_render_checkpoint(url: str) -> dict:
         from dl3d.train.checkpoint import read_checkpoint
 
         return synsin_checkpoint_from_training(read_checkpoint(url))
-    if not fsx.exists(fs, path) or fs.isdir(path):
-        raise FileNotFoundError(f"SynSin checkpoint not found: {url} (expected a training checkpoint folder "
-                                f"holding state.pt, or a .pt file)")
-    return torch.load(io.BytesIO(fsx.get_bytes(fs, path)), map_location="cpu", weights_only=True)
+    data = fsx.open_asset(url, what="SynSin checkpoint",
+                          hint="expected a training checkpoint folder holding state.pt, or a .pt file")
+    return torch.load(data, map_location="cpu", weights_only=True)
 
 
 class SynSinRenderWorker(ShardWorker):
@@ -69,7 +59,7 @@ class SynSinRenderWorker(ShardWorker):
         if self.poses is None and "target_poses" not in table.column_names:
             raise DataError(src, "trajectory 'explicit' needs a 'target_poses' column of (T, 4, 4) poses per row")
         h, w = self.cfg.image_height, self.cfg.image_width
-        rows: dict[str, list] = {k: [] for k in RENDER_INDEX.names}
+        rows: dict[str, list] = {c.name: [] for c in SYNSIN_RENDER.columns}
         batch: list[tuple[int, str, torch.Tensor, torch.Tensor, torch.Tensor]] = []
         ids = [str(i) for i in table.column("id").to_pylist()]
         for i, source_id in enumerate(ids):
@@ -94,7 +84,7 @@ class SynSinRenderWorker(ShardWorker):
                 batch = []
         if batch:
             self._render(batch, rows, task, out)
-        out.write_part(task.shard.index, pa.table(rows, schema=RENDER_INDEX))
+        out.write_part(task.shard.index, to_table(SYNSIN_RENDER, rows))
         return len(rows["id"])
 
     def _render(self, batch, rows, task: ShardTask, out: JobOutput) -> None:

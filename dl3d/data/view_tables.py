@@ -55,3 +55,18 @@ IMAGES = TableSchema(
                doc="(K,) grey PNGs, 255 where that object is the visible surface"),
     ),
 )
+
+SYNSIN_RENDER = TableSchema(
+    kind="synsin_render",
+    version=1,
+    doc="The index of `dl3d synsin render`: one row per requested view of each source image.",
+    columns=(
+        Column("id", pa.string(), doc="'{source_id}/{view:03d}'"),
+        Column("source_id", pa.string(), doc="id of the source image"),
+        Column("view", pa.int64(), doc="index of the target pose along the trajectory"),
+        Column("pose", tensor_type((4, 4)), shape=(4, 4), doc="(4, 4) source-camera-to-target-camera, OpenCV axes"),
+        Column("image_path", pa.string(), doc="PNG relative to the output prefix; null when not rendered"),
+        Column("status", pa.string(), doc="'ok' or why the view could not be rendered (e.g. 'bad_image')"),
+        Column("error", pa.string(), doc="the error text for a status other than 'ok'"),
+    ),
+)
