@@ -26,3 +26,14 @@ def ingest_images(args: argparse.Namespace) -> int:
     for item in report.skipped:
         print(f"  skipped {item.name}: {item.reason}")
     return 0
+
+
+def make_plan(args: argparse.Namespace) -> int:
+    from dl3d.workers.giraffe_config import GiraffePlanSpec
+    from dl3d.workers.giraffe_sweep import write_plan
+
+    spec = dataclass_from_args(GiraffePlanSpec, args)
+    meta = write_plan(args.out, spec)
+    print(f"wrote a plan of {meta['num_rows']} samples x {spec.frames} frames of {spec.program} in "
+          f"{meta['num_shards']} shards to {args.out}")
+    return 0
