@@ -19,7 +19,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from dl3d.config import opt
-from dl3d.data import DataError, DatasetWriter, arrow_to_tensor, tensor_to_arrow
+from dl3d.data import DataError, DatasetWriter, arrow_to_tensor, to_table
 from dl3d.data.schema import Column, TableSchema
 from dl3d.train.family import Batch, ModelFamily, Modules, Optimizers
 
@@ -127,11 +127,7 @@ def make_toy_dataset(url: str, rows: int = 256, shards: int = 4, seed: int = 0, 
         "generator": "dl3d.train.toy.make_toy_dataset", "synthetic": True,
         "spec": {"rows": rows, "shards": shards, "seed": seed, "features": features, "noise": noise}})
     for i, idx in enumerate(np.array_split(np.arange(rows), shards)):
-        writer.write_shard(i, pa.table({
-            "id": pa.array([f"r{j:05d}" for j in idx], pa.string()),
-            "x": tensor_to_arrow(x[idx]),
-            "y": pa.array(y[idx], pa.float32()),
-        }))
+        writer.write_shard(i, to_table(TOY_REGRESSION, {"id": [f"r{j:05d}" for j in idx], "x": x[idx], "y": y[idx]}))
     return writer.close()
 
 
