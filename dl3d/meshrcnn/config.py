@@ -40,7 +40,7 @@ class MeshRCNNConfig:
                    "(pixel2mesh subdivides between stages); rcnn: torchvision Mask R-CNN + Z, voxel, mesh RoI heads")
     backbone: Literal["resnet50", "small"] = opt(
         "resnet50", "ShapeNet-style image backbone: torchvision ResNet-50 (C2..C5) or a small 4-stage CNN for CPUs")
-    backbone_widths: tuple[int, ...] = opt((16, 32, 64, 96), "channels of the small backbone's 4 stages")
+    backbone_width: int = opt(16, "small backbone: channels of its first stage (stages: w, 2w, 4w, 6w)")
     backbone_weights: str | None = opt(
         None, "weights file: torchvision resnet50 state_dict (ShapeNet style) or maskrcnn_resnet50_fpn state_dict "
               "(rcnn, COCO init); none = random init")
@@ -91,6 +91,7 @@ class MeshRCNNConfig:
     weight_decay: float = opt(0.0, "weight decay (Pix3D 1e-4)")
     warmup_iters: int = opt(500, "linear warm-up steps of the learning rate")
     warmup_factor: float = opt(0.1, "learning-rate factor at step 0 of the warm-up")
+    eval_samples: int = opt(10000, "points sampled per mesh by the evaluation metrics (official: 10k)")
     skip_loss_factor: float = opt(50.0, "skip a batch whose loss exceeds this times the moving average (0 = off)")
     loss_skip_gamma: float = opt(0.9, "decay of the loss moving average")
 
@@ -99,11 +100,8 @@ class MeshRCNNConfig:
             raise ValueError(f"arch must be one of {', '.join(ARCHS)}; got {self.arch!r}")
         if self.backbone not in BACKBONES:
             raise ValueError(f"backbone must be one of {', '.join(BACKBONES)}; got {self.backbone!r}")
-        self.backbone_widths = tuple(int(w) for w in self.backbone_widths)
-        if len(self.backbone_widths) != 4 or min(self.backbone_widths) < 1:
-            raise ValueError(f"backbone_widths must be 4 positive integers, got {self.backbone_widths}")
-        for name in ("image_size", "min_size", "max_size", "num_classes", "voxel_size", "voxel_conv_dim",
-                     "voxel_pooler", "mesh_stages", "graph_convs", "graph_conv_dim", "mesh_pooler", "num_samples",
+        for name in ("backbone_width", "image_size", "min_size", "max_size", "num_classes", "voxel_size", "voxel_conv_dim",
+                     "voxel_pooler", "mesh_stages", "graph_convs", "graph_conv_dim", "mesh_pooler", "num_samples", "eval_samples",
                      "z_fcs", "z_fc_dim", "z_pooler", "roi_batch_size"):
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, int) or value < 1:
@@ -138,6 +136,12 @@ class MeshRCNNConfig:
             raise ValueError(f"optimizer must be adam or sgd, got {self.optimizer!r}")
         if self.backbone_weights is not None and not str(self.backbone_weights).strip():
             raise ValueError("backbone_weights must be a file path or None, got an empty string")
+
+    @property
+    def backbone_widths(self) -> tuple[int, int, int, int]:
+        """Channels of the small backbone's four stages."""
+        w = self.backbone_width
+        return (w, 2 * w, 4 * w, 6 * w)
 
     @property
     def uses_voxels(self) -> bool:

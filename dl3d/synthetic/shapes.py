@@ -6,15 +6,25 @@ topology is tested). Each solid lives in its own frame inside [-1, 1]^3 (longest
 :func:`primitive_occupancy` its solid occupancy on an R^3 grid whose cell i spans
 [-1 + 2i/R, -1 + 2(i+1)/R] (indexed [z, y, x]), which is what ``dl3d.meshrcnn.unit_box.voxel_targets``
 reads with an ``occupancy_to_camera`` equal to the object's 4x4 pose (scale included).
+
+Images (``dl3d data make shapes``): one or several solids with a random pose, size and colour in
+front of an OpenCV pinhole camera, under a random point light over a random background colour,
+rendered with pytorch3d (Phong). Per visible object: class, box and mask of its visible pixels,
+its mesh in the camera frame and its occupancy grid with the grid-to-camera transform.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import math
+from dataclasses import dataclass
 
 import numpy as np
+import pyarrow as pa
 import torch
 from pytorch3d.utils import ico_sphere
+
+from dl3d.config import opt
 
 KINDS = ("cube", "ellipsoid", "cylinder", "cone", "torus")
 """Class names; class id = index + 1 (0 is the background in detection)."""
@@ -155,3 +165,149 @@ def transform_points(T: np.ndarray, points: np.ndarray) -> np.ndarray:
 
 def to_torch(verts: np.ndarray, faces: np.ndarray) -> tuple[torch.Tensor, torch.Tensor]:
     return torch.from_numpy(np.ascontiguousarray(verts, np.float32)), torch.from_numpy(np.ascontiguousarray(faces))
+
+
+# ------------------------------------------------------------------------------------- rendered images
+
+@dataclass
+class ShapesSpec:
+    """What ``dl3d data make shapes`` generates."""
+
+    images: int = opt(64, "number of images")
+    image_size: int = opt(64, "side of the square images, pixels")
+    shards: int = opt(2, "number of Parquet shards")
+    seed: int = opt(0, "random seed; image i depends only on (seed, i) and the options")
+    min_objects: int = opt(1, "fewest objects per image")
+    max_objects: int = opt(1, "most objects per image")
+    fov_deg: float = opt(50.0, "field of view, degrees (square pixels, centred principal point)")
+    min_depth: float = opt(2.2, "nearest object centre, metres")
+    max_depth: float = opt(2.8, "farthest object centre, metres")
+    min_size: float = opt(0.35, "smallest half-extent of an object's longest axis, metres")
+    max_size: float = opt(0.6, "largest half-extent of an object's longest axis, metres")
+    occupancy_size: int = opt(32, "side R of each object's stored occupancy grid")
+    kinds: tuple[str, ...] = opt(KINDS, "solids to draw from (class id = position in KINDS + 1)")
+
+    def __post_init__(self):
+        self.kinds = tuple(self.kinds)
+        for name in ("images", "image_size", "shards", "min_objects", "max_objects", "occupancy_size"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
+        if self.min_objects > self.max_objects or self.shards > self.images:
+            raise ValueError(f"need min_objects <= max_objects and shards <= images, got {self.min_objects}, "
+                             f"{self.max_objects}, {self.shards}, {self.images}")
+        if not 0 < self.min_depth <= self.max_depth or not 0 < self.min_size <= self.max_size:
+            raise ValueError("need 0 < min_depth <= max_depth and 0 < min_size <= max_size")
+        if not 5 < self.fov_deg < 150:
+            raise ValueError(f"fov_deg must be in (5, 150), got {self.fov_deg}")
+        bad = [k for k in self.kinds if k not in KINDS]
+        if bad or not self.kinds:
+            raise ValueError(f"kinds must be a non-empty subset of {KINDS}, got {self.kinds}")
+
+
+def intrinsics(size: int, fov_deg: float) -> np.ndarray:
+    """(3, 3) K of a square pinhole image, principal point at the centre (size / 2)."""
+    f = size / 2 / math.tan(math.radians(fov_deg) / 2)
+    return np.array([[f, 0, size / 2], [0, f, size / 2], [0, 0, 1]], np.float64)
+
+
+def _sample_objects(rng: np.random.Generator, spec: ShapesSpec, K: np.ndarray) -> list[dict]:
+    objs = []
+    half_fov = math.atan(spec.image_size / 2 / K[0, 0])
+    for _ in range(int(rng.integers(spec.min_objects, spec.max_objects + 1))):
+        kind = spec.kinds[int(rng.integers(len(spec.kinds)))]
+        aspect = tuple(rng.uniform(0.6, 1.0, 3)) if kind in ("cube", "ellipsoid") else \
+            (1.0, float(rng.uniform(0.6, 1.0)), 1.0) if kind != "torus" else (1.0, 1.0, 1.0)
+        scale = float(rng.uniform(spec.min_size, spec.max_size))
+        depth = float(rng.uniform(spec.min_depth, spec.max_depth))
+        room = max(0.0, math.tan(half_fov) * depth - scale * 1.1)  # keep the object inside the view
+        xy = rng.uniform(-room, room, 2) * (0.5 if spec.max_objects == 1 else 1.0)
+        T = object_pose(random_rotation(rng), scale, np.array([xy[0], xy[1], depth]))
+        v, f = primitive_mesh(kind, aspect)
+        objs.append({"kind": kind, "label": KINDS.index(kind) + 1, "verts": transform_points(T, v), "faces": f,
+                     "occupancy": primitive_occupancy(kind, aspect, spec.occupancy_size), "T": T,
+                     "colour": rng.uniform(0.2, 1.0, 3)})
+    return objs
+
+
+def render_objects(objs: list[dict], K: np.ndarray, size: int, light: np.ndarray, background: np.ndarray):
+    """Render camera-frame objects: (H, W, 3) float image in [0, 1] and (H, W) int64 object index (-1 = none)."""
+    from pytorch3d.renderer import (BlendParams, HardPhongShader, MeshRasterizer, PointLights,
+                                    RasterizationSettings, TexturesVertex)
+    from pytorch3d.structures import Meshes, join_meshes_as_scene
+    from pytorch3d.utils import cameras_from_opencv_projection
+
+    t = lambda x, dt=torch.float32: torch.as_tensor(np.asarray(x), dtype=dt)  # noqa: E731
+    meshes = [Meshes([t(o["verts"])], [t(o["faces"], torch.int64)],
+                     textures=TexturesVertex([t(np.tile(o["colour"], (len(o["verts"]), 1)))])) for o in objs]
+    scene = join_meshes_as_scene(meshes)
+    cams = cameras_from_opencv_projection(R=torch.eye(3)[None], tvec=torch.zeros(1, 3), camera_matrix=t(K)[None],
+                                          image_size=torch.tensor([[size, size]]))
+    raster = MeshRasterizer(cameras=cams, raster_settings=RasterizationSettings(image_size=size, faces_per_pixel=1))
+    lights = PointLights(location=t(light)[None], ambient_color=((0.45, 0.45, 0.45),),
+                         diffuse_color=((0.6, 0.6, 0.6),), specular_color=((0.1, 0.1, 0.1),))
+    shader = HardPhongShader(cameras=cams, lights=lights,
+                             blend_params=BlendParams(background_color=tuple(float(c) for c in background)))
+    with torch.no_grad():
+        frags = raster(scene)
+        img = shader(frags, scene)[0, ..., :3].clamp(0, 1).numpy()
+    face = frags.pix_to_face[0, ..., 0].numpy()
+    bounds = np.cumsum([0] + [len(o["faces"]) for o in objs])
+    index = np.where(face >= 0, np.searchsorted(bounds, face, side="right") - 1, -1)
+    return img, index
+
+
+def render_shapes_image(index: int, spec: ShapesSpec) -> dict:
+    """Image ``index`` of ``spec``: ``image`` (H, W, 3) float, ``K``, and per visible object ``label``,
+    ``box`` (visible extent), ``mask``, camera-frame ``verts``/``faces``, ``occupancy``, ``T``.
+    Deterministic: the random stream is ``np.random.default_rng([spec.seed, index])``."""
+    rng = np.random.default_rng([spec.seed, index])
+    K = intrinsics(spec.image_size, spec.fov_deg)
+    objs = _sample_objects(rng, spec, K)
+    light = np.array([rng.uniform(-2, 2), rng.uniform(-2, 0), rng.uniform(-0.5, 1.0)])
+    background = rng.uniform(0.0, 0.5, 3)
+    img, idx = render_objects(objs, K, spec.image_size, light, background)
+    kept = []
+    for j, o in enumerate(objs):
+        mask = idx == j
+        if mask.sum() < 4:
+            continue
+        ys, xs = np.nonzero(mask)
+        kept.append({**o, "mask": mask, "box": np.array([xs.min(), ys.min(), xs.max() + 1, ys.max() + 1], np.float32)})
+    return {"image": img, "K": K, "objects": kept}
+
+
+def shapes_table(indices: list[int], spec: ShapesSpec) -> pa.Table:
+    """The ``object_images`` rows of the given image indices."""
+    from dl3d.data import tensor_to_arrow
+    from dl3d.data.images import encode_png
+    from dl3d.data.mesh_tables import OBJECT_IMAGES, encode_mask, pack_occupancy
+
+    rows = [render_shapes_image(int(i), spec) for i in indices]
+    s = spec.image_size
+    return pa.table({
+        "id": pa.array([f"shapes-{i:06d}" for i in indices], pa.string()),
+        "image": pa.array([encode_png(r["image"]) for r in rows], pa.binary()),
+        "width": pa.array([s] * len(rows), pa.int64()),
+        "height": pa.array([s] * len(rows), pa.int64()),
+        "intrinsics": tensor_to_arrow(np.stack([r["K"] for r in rows]).astype(np.float32)),
+        "labels": [[o["label"] for o in r["objects"]] for r in rows],
+        "boxes": [[o["box"].tolist() for o in r["objects"]] for r in rows],
+        "masks": [[encode_mask(o["mask"]) for o in r["objects"]] for r in rows],
+        "verts": [[o["verts"].astype(np.float32).tolist() for o in r["objects"]] for r in rows],
+        "faces": [[o["faces"].astype(np.int32).tolist() for o in r["objects"]] for r in rows],
+        "occupancy": [[pack_occupancy(o["occupancy"]) for o in r["objects"]] for r in rows],
+        "occupancy_size": pa.array([spec.occupancy_size] * len(rows), pa.int64()),
+        "occupancy_to_camera": [[o["T"].astype(np.float32).tolist() for o in r["objects"]] for r in rows],
+    }, schema=OBJECT_IMAGES.arrow_schema())
+
+
+def write_shapes_dataset(url: str, spec: ShapesSpec, *, storage_options: dict | None = None) -> dict:
+    """Render ``spec`` as an ``object_images`` dataset at ``url``; returns its ``_dataset.json`` content."""
+    from dl3d.data import DatasetWriter
+    from dl3d.data.mesh_tables import OBJECT_IMAGES
+
+    writer = DatasetWriter(url, OBJECT_IMAGES, storage_options=storage_options, produced_by={
+        "generator": "dl3d data make shapes", "spec": dataclasses.asdict(spec), "synthetic": True})
+    for shard, idx in enumerate(np.array_split(np.arange(spec.images), spec.shards)):
+        writer.write_shard(shard, shapes_table(idx.tolist(), spec))
+    return writer.close(categories=list(KINDS), image_size=spec.image_size)

@@ -108,6 +108,7 @@ class ModelFamily:
 FAMILY_MODULES: dict[str, str] = {
     "giraffe": "dl3d.giraffe.family:GIRAFFE_FAMILY",
     "synsin": "dl3d.synsin.family:SYNSIN_FAMILY",
+    "meshrcnn": "dl3d.meshrcnn.family:MESHRCNN_FAMILY",
     "toy": "dl3d.train.toy:TOY_FAMILY",
 }
 """Built-in families, imported on first use: name -> ``"module:attribute"``."""
