@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import numpy as np
 import pyarrow as pa
 import torch
 
-from dl3d.data import DataError, JobOutput, arrow_to_tensor, list_to_arrow, read_table, tensor_to_arrow
+from dl3d.data import DataError, JobOutput, arrow_to_tensor, read_table, to_table
 from dl3d.data.dataset import check_positive
 from dl3d.data.keypoint_tables import KEYPOINTS2D, NUM_KEYPOINTS
 from dl3d.data.smpl_tables import SMPL_FIT
@@ -73,26 +75,14 @@ class SmplFitWorker(ShardWorker):
             for key in FIT_FIELDS:
                 value = getattr(result, key)
                 fit.setdefault(key, np.empty((n,) + value.shape[1:], value.dtype))[rows] = value
-        columns: dict[str, pa.Array] = {
-            "id": table.column("id").cast(pa.string()),
-            "video": table.column("video").cast(pa.string()),
-            "track": table.column("track").cast(pa.int64()),
-            "frame": table.column("frame").cast(pa.int64()),
-            "betas": list_to_arrow(fit["betas"]),
-            "global_orient": tensor_to_arrow(fit["global_orient"]),
-            "body_pose": tensor_to_arrow(fit["body_pose"]),
-            "transl": tensor_to_arrow(fit["transl"]),
-            "joints": tensor_to_arrow(fit["joints3d"]),
-            "focal_length": pa.array(focal.astype(np.float64)),
-            "principal_point": tensor_to_arrow(pp.astype(np.float64), pa.float64()),
-            "reprojection_error_px": pa.array(fit["reprojection_error_px"].astype(np.float32)),
-            "loss": pa.array(fit["loss"].astype(np.float32)),
-            "status": pa.array([str(s) for s in fit["status"]], pa.string()),
-            "flipped": pa.array(fit["flipped"].astype(bool)),
-        }
+        columns: dict[str, Any] = {name: table.column(name) for name in ("id", "video", "track", "frame")}
+        columns |= {"betas": fit["betas"], "global_orient": fit["global_orient"], "body_pose": fit["body_pose"],
+                    "transl": fit["transl"], "joints": fit["joints3d"], "focal_length": focal, "principal_point": pp,
+                    "reprojection_error_px": fit["reprojection_error_px"], "loss": fit["loss"],
+                    "status": [str(s) for s in fit["status"]], "flipped": fit["flipped"].astype(bool)}
         if self.mesh_model is not None:
-            columns["mesh_path"] = pa.array(self._write_meshes(task, out, fit), pa.string())
-        out.write_part(task.shard.index, pa.table(columns, schema=SMPL_FIT.arrow_schema(list(columns))))
+            columns["mesh_path"] = self._write_meshes(task, out, fit)
+        out.write_part(task.shard.index, to_table(SMPL_FIT, columns))
         return n
 
     def _camera(self, table: pa.Table, src: str) -> tuple[np.ndarray, np.ndarray]:
