@@ -165,6 +165,17 @@ COMMANDS: tuple[Row, ...] = (
             args=(arg("--fit", required=True, help="output of `dl3d smpl fit`"),
                   arg("--truth", required=True, help="truth dataset with a joints column (`dl3d data make smpl-video`)"),
                   arg("--json", action="store_true", help="print the metrics as JSON"))),
+    Command("ingest videos", "dl3d.jobs.video_commands:ingest_videos",
+            "video files (mp4, mov, avi, mkv, webm) or folders of numbered images -> videos dataset",
+            args=(INGEST_IN, arg("--output", required=True, help="output videos dataset URL")),
+            config=("dl3d.video.ingest:IngestVideosConfig",)),
+    BatchJob("pose detect", "dl3d.workers.pose_detect:PoseDetectWorker", "dl3d.workers.video_config:PoseDetectConfig",
+             "2D pose detection (BlazePose, one person per video) on a videos dataset -> keypoints2d"),
+    Command("smpl render", "dl3d.jobs.video_commands:smpl_render",
+            "fitted meshes drawn over the original frames: one MP4 per video (batch job over the fit's shards)",
+            args=(arg("--fit", required=True, help="output of `dl3d smpl fit`"),
+                  arg("--output", required=True, help="output URL; re-running the same command resumes")),
+            config=("dl3d.workers.video_config:SmplRenderConfig", "dl3d.jobs.runner_config:RunnerConfig")),
     BatchJob("synsin render", "dl3d.workers.synsin_render:SynSinRenderWorker",
              "dl3d.workers.synsin_config:SynSinRenderConfig",
              "SynSin mass view synthesis: views of every image along a trajectory"),
@@ -190,6 +201,7 @@ GROUP_HELP: dict[str, str] = {
     "ingest": "convert files from other tools into datasets",
     "smpl": "SMPL bodies: fit to keypoints, export, evaluate",
     "synsin": "SynSin view synthesis",
+    "pose": "2D pose detection on videos",
 }
 """One line of help per command group (a group missing here is described as '<name> commands')."""
 
