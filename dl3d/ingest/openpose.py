@@ -54,8 +54,13 @@ OTHER_MODELS = {45: "MPI_15 (15 keypoints)", 405: "BODY_135 (135 keypoints)"}
 EMPTY_PARTS = ("face_keypoints_2d", "hand_left_keypoints_2d", "hand_right_keypoints_2d", "pose_keypoints_3d",
                "face_keypoints_3d", "hand_left_keypoints_3d", "hand_right_keypoints_3d")
 NECK_RATIO_BODY25 = 0.25
-"""Largest median distance of keypoint 1 from the midpoint of keypoints 2 and 5, as a fraction of
-their distance, for 75-number people to be read as BODY_25 (BODY_25: about 0; BODY_25B: about 0.5)."""
+"""Median distance of keypoint 1 from the midpoint of keypoints 2 and 5, as a fraction of their
+distance, up to which 75-number people are BODY_25 (real BODY_25: about 0; BODY_25B: 0.4-0.5)."""
+PAIR_RATIO_BODY25B = 0.35
+"""Median ``|k1 - k2| / |k2 - k5|`` below which people may be BODY_25B (the two eyes are close, the eye
+and the opposite shoulder far: 0.05-0.25); on BODY_25 (neck to shoulder over shoulder width) it is
+0.5 or more. BODY_25B needs both signs, so BODY_25 whose neck is not the shoulders' midpoint (a
+SMPL-based renderer's) is not taken for it."""
 
 
 class OpenPoseFormatError(ValueError):
@@ -165,6 +170,15 @@ def neck_ratio(keypoints: np.ndarray) -> np.ndarray:
     return np.where(ok & (width > 1e-6), off / np.maximum(width, 1e-6), np.nan)
 
 
+def pair_ratio(keypoints: np.ndarray) -> np.ndarray:
+    """``|k1 - k2| / |k2 - k5|`` per person (P, 25, 3) -> (P,) float64, NaN where not measurable."""
+    kp = np.asarray(keypoints, dtype=np.float64).reshape(-1, 25, 3)
+    ok = (kp[:, [1, 2, 5], 2] > 0).all(axis=1)
+    d12 = np.linalg.norm(kp[:, 1, :2] - kp[:, 2, :2], axis=1)
+    d25 = np.linalg.norm(kp[:, 2, :2] - kp[:, 5, :2], axis=1)
+    return np.where(ok & (d25 > 1e-6), d12 / np.maximum(d25, 1e-6), np.nan)
+
+
 def detect_format(people: Sequence[np.ndarray], requested: str) -> tuple[str, str, int]:
     """Input format of the people read (each (J, 3)), the reason, and the joint count files must have.
 
@@ -179,15 +193,17 @@ def detect_format(people: Sequence[np.ndarray], requested: str) -> tuple[str, st
     j = 25 if counts[25] >= counts[18] else 18
     if j == 18:
         return "coco18", f"{counts[18]} people with 54 numbers (OpenPose COCO-18)", 18
-    ratios = neck_ratio(np.asarray([k for k in people if len(k) == 25]).reshape(-1, 25, 3))
-    ratios = ratios[np.isfinite(ratios)]
+    kp = np.asarray([k for k in people if len(k) == 25]).reshape(-1, 25, 3)
+    ratios, pairs = neck_ratio(kp), pair_ratio(kp)
+    ratios, pairs = ratios[np.isfinite(ratios)], pairs[np.isfinite(pairs)]
     if not len(ratios):
         return "body25", ("75 numbers per person; no person shows keypoints 1, 2 and 5 to tell BODY_25 from "
                           "BODY_25B: assumed BODY_25 (pass --keypoint-format body25b if it is not)"), 25
-    med = float(np.median(ratios))
-    fmt = "body25" if med <= NECK_RATIO_BODY25 else "body25b"
+    med, pair = float(np.median(ratios)), float(np.median(pairs))
+    fmt = "body25b" if med > NECK_RATIO_BODY25 and pair < PAIR_RATIO_BODY25B else "body25"
     return fmt, (f"75 numbers per person; keypoint 1 sits {med:.2f} shoulder widths from the midpoint of 2 and 5 "
-                 f"(median of {len(ratios)} people; <= {NECK_RATIO_BODY25} is BODY_25): {get_format(fmt).title}"), 25
+                 f"(<= {NECK_RATIO_BODY25}: a neck) and |k1 - k2| / |k2 - k5| = {pair:.2f} (< {PAIR_RATIO_BODY25B}: "
+                 f"two eyes); medians of {len(ratios)} people: {get_format(fmt).title}"), 25
 
 
 @dataclass

@@ -59,6 +59,15 @@ def test_real_body25_is_not_taken_for_body25b(tmp_path, helpers):
     report = ingest_openpose(str(tmp_path / "in"), str(tmp_path / "ds"))
     assert report.keypoint_format == "body25"
     assert float(report.format_reason.split("sits ")[1].split(" ")[0]) < 0.1
+    # A renderer that puts the neck at SMPL's neck joint (above the shoulders' midpoint, as dl3d's own
+    # synthetic videos do) fails the midpoint test alone; keypoints 1 and 2 are not two eyes: BODY_25.
+    for f in range(3):
+        kp = helpers.body25_pose(400, 400)
+        kp[1, 1] -= 12.0  # 0.3 shoulder widths above the midpoint
+        helpers.write_frame(tmp_path / "smpl" / "v", "v", f, [helpers.openpose_person(kp)])
+    report = ingest_openpose(str(tmp_path / "smpl"), str(tmp_path / "ds2"))
+    assert report.keypoint_format == "body25" and "sits 0.30 shoulder widths" in report.format_reason
+    assert "|k1 - k2| / |k2 - k5| = 0.58" in report.format_reason
 
 
 def test_coco18_is_converted_to_body25(tmp_path, helpers):
