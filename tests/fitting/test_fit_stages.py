@@ -10,6 +10,7 @@ from dl3d.fitting.interpenetration import sphere_body
 from dl3d.fitting.priors import GmmPosePrior, builtin_pose_prior
 from dl3d.fitting.stages import Problem, StageWeights, _constants, evaluate, stage_loss, total_loss
 from dl3d.fitting.tracks import consecutive_mask
+from dl3d.keypoints import FORMATS
 from dl3d.synthetic.smpl_video import KeypointVideoSpec, make_keypoint_video, stack_videos
 
 
@@ -27,8 +28,7 @@ def test_stage_loss_matches_evaluate(kernel, prior):
                       weight=t(b["keypoints"][..., 2]), focal=t(b["focal"]), principal_point=t(b["principal_point"]),
                       beta_index=torch.as_tensor(b["track_index"]),
                       consecutive=t(consecutive_mask(b["track_index"], b["frame"])),
-                      fmt_index=torch.as_tensor([24, 12, 17, 19, 21, 16, 18, 20, 0, 2, 5, 8, 1, 4, 7, 25, 26, 27,
-                                                 28, 29, 30, 31, 32, 33, 34]), sigma=50.0, data_weight=2.0)
+                      fmt_index=torch.as_tensor(FORMATS["body25"].smpl_index), sigma=50.0, data_weight=2.0)
     w = StageWeights(pose=4.0, shape=3.0, bending=5.0, interpenetration=1e4, temporal=1e3)
     betas = torch.randn(2, 10) * 0.5
     go, pose, transl = t(b["global_orient"]), t(b["body_pose"]) + 0.3 * torch.randn(12, 69), t(b["transl"])

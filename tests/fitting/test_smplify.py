@@ -136,3 +136,17 @@ def test_config_validation():
     assert set(SMPLIFY_PRESETS) == {"default", "fast", "per-frame"}
     pf = SMPLIFY_PRESETS["per-frame"]
     assert pf.temporal_weight == 0 and not pf.shared_shape and not pf.warm_start
+
+
+def test_joints_smpl_lacks_are_ignored_by_the_fit(kernel):
+    """PoseTrack's head_bottom/head_top (no SMPL correspondence) never move the fit: moving them changes
+    nothing, while moving the nose does."""
+    b = stack_videos([make_keypoint_video(kernel, KeypointVideoSpec(frames=3, seed=4, keypoint_format="posetrack"))])
+    cfg = SmplifyConfig(stage_iters=(3,), pose_prior_weights=(404.0,), shape_prior_weights=(100.0,),
+                        bending_weights=(1280.7,), interpenetration_weights=(1e5,), camera_iters=3, warm_start=False)
+    base = _fit(kernel, b, cfg, fmt="posetrack")
+    moved = {**b, "keypoints": b["keypoints"].copy()}
+    moved["keypoints"][:, 1:3, :2] += 150.0  # head_bottom, head_top far off
+    np.testing.assert_array_equal(_fit(kernel, moved, cfg, fmt="posetrack").body_pose, base.body_pose)
+    moved["keypoints"][:, 0, :2] += 150.0  # the nose is fitted
+    assert np.abs(_fit(kernel, moved, cfg, fmt="posetrack").body_pose - base.body_pose).max() > 1e-3
