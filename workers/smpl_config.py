@@ -38,6 +38,11 @@ class SmplExportConfig(BodyModelJobConfig):
     vertices: bool = opt(False, "also store the (6890, 3) posed vertices of each row in the Parquet output")
     batch_size: int = opt(1024, "rows per body-model forward pass")
     num_betas: int = opt(10, "shape coefficients of the body model to use (input rows may give fewer)")
+    format: Literal["parquet", "amass-npz"] = opt(
+        "parquet", "parquet: posed joints per row; amass-npz: one AMASS-style NPZ per (video, track) in a z-up world "
+                   "(see dl3d/body/amass.py), indexed by the part table")
+    fps: float = opt(30.0, "amass-npz: frames per second written as mocap_framerate")
+    gender: Literal["neutral", "male", "female"] = opt("neutral", "amass-npz: the gender field (that of the model file)")
 
     def __post_init__(self):
         super().__post_init__()
@@ -45,6 +50,8 @@ class SmplExportConfig(BodyModelJobConfig):
             raise ValueError(f"batch_size must be >= 1, got {self.batch_size}")
         if self.num_betas < 1:
             raise ValueError(f"num_betas must be >= 1, got {self.num_betas}")
+        if self.fps <= 0:
+            raise ValueError(f"fps must be > 0, got {self.fps}")
 
 
 @dataclass
