@@ -9,8 +9,8 @@ import torch
 
 from dl3d.data import JobOutput, read_table, to_table
 from dl3d.data.smpl_tables import SMPL_EXPORT, SMPL_PARAMS, decode_smpl_params, passthrough_columns
-from dl3d.mesh import encode_mesh
-from dl3d.workers.base import ShardTask, ShardWorker
+from dl3d.workers.base import ShardTask
+from dl3d.workers.smpl_common import SmplJobWorker
 from dl3d.workers.smpl_config import SmplExportConfig
 
 
@@ -44,34 +44,19 @@ def smpl_forward(model, betas, global_orient, body_pose, transl, batch_size: int
     return np.concatenate(joints)[:n], (np.concatenate(verts)[:n] if vertices else None)
 
 
-class SmplExportWorker(ShardWorker):
+class SmplExportWorker(SmplJobWorker):
     """Poses an SMPL-format body model for every row of an ``smpl_params`` shard."""
 
     config_cls = SmplExportConfig
     job_kind = "smpl_export"
 
-    @classmethod
-    def preflight(cls, config: SmplExportConfig) -> None:
-        from dl3d.body import read_body_model_arrays
-
-        read_body_model_arrays(config.model)
-
     def setup(self) -> None:
-        from dl3d.body import load_body_model
-
-        self.model = load_body_model(self.config.model, num_betas=self.config.num_betas, device=self.device)
-        self.faces = torch.as_tensor(self.model.faces.astype(np.int64))
+        self.model = self.build_body_model(self.read_body_model(), num_betas=self.config.num_betas)
 
     def run_shard(self, task: ShardTask, out: JobOutput) -> int:
         cfg = self.config
         table = read_table(task.shard.url, SMPL_PARAMS)
         params = decode_smpl_params(table, task.shard.url, max_betas=self.model.num_betas)
-        if cfg.format == "amass-npz":  # one animation NPZ per track instead of joints per row
-            from dl3d.body.amass import write_amass_shard
-
-            index = write_amass_shard(self.model, table, params, out, task.shard.index, cfg.fps, cfg.gender)
-            out.write_part(task.shard.index, index)
-            return index.num_rows
         joints, verts = smpl_forward(
             self.model, params.betas, params.global_orient, params.body_pose, params.transl,
             cfg.batch_size, vertices=cfg.vertices or cfg.meshes != "none",
@@ -80,11 +65,7 @@ class SmplExportWorker(ShardWorker):
         if cfg.vertices:
             columns["vertices"] = verts
         if cfg.meshes != "none":
-            paths = []
-            for i in range(len(params)):
-                rel = out.mesh_relpath(task.shard.index, i, cfg.meshes)
-                out.write_file(rel, encode_mesh(torch.from_numpy(verts[i]), self.faces, cfg.meshes))
-                paths.append(rel)
+            paths = self.write_meshes(out, task.shard.index, verts)
             columns["mesh_path"] = paths
         out.write_part(task.shard.index, to_table(SMPL_EXPORT, columns))
         return len(params)

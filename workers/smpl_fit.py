@@ -6,14 +6,13 @@ from typing import Any
 
 import numpy as np
 import pyarrow as pa
-import torch
 
 from dl3d.data import DataError, JobOutput, arrow_to_tensor, read_table, to_table
 from dl3d.data.dataset import check_positive
 from dl3d.data.keypoint_tables import KEYPOINTS2D, NUM_KEYPOINTS
 from dl3d.data.smpl_tables import SMPL_FIT
-from dl3d.mesh import encode_mesh
-from dl3d.workers.base import ShardTask, ShardWorker
+from dl3d.workers.base import ShardTask
+from dl3d.workers.smpl_common import SmplJobWorker
 from dl3d.workers.smpl_config import SmplFitConfig
 from dl3d.workers.smpl_export import smpl_forward
 
@@ -21,7 +20,7 @@ FIT_FIELDS = ("betas", "global_orient", "body_pose", "transl", "joints3d", "repr
               "flipped")
 
 
-class SmplFitWorker(ShardWorker):
+class SmplFitWorker(SmplJobWorker):
     """Fits SMPL to every row of a ``keypoints2d`` shard, all tracks of the shard in one batch."""
 
     config_cls = SmplFitConfig
@@ -29,28 +28,21 @@ class SmplFitWorker(ShardWorker):
 
     @classmethod
     def preflight(cls, config: SmplFitConfig) -> None:
-        from dl3d.body import read_body_model_arrays
         from dl3d.fitting.priors import load_gmm_prior
 
-        read_body_model_arrays(config.model)
+        super().preflight(config)
         if config.gmm:
             load_gmm_prior(config.gmm)
 
     def setup(self) -> None:
-        from dl3d.body import read_body_model_arrays
         from dl3d.body.joints_kernel import build_points_kernel
         from dl3d.fitting.priors import builtin_pose_prior, load_gmm_prior
 
-        arrays = read_body_model_arrays(self.config.model)
+        arrays = self.read_body_model()  # once: the kernel and the mesh model are built from the same arrays
         self.kernel = build_points_kernel(arrays).to(self.device)
         self.prior = (load_gmm_prior(self.config.gmm) if self.config.gmm else builtin_pose_prior()).to(self.device)
         self.smplify = self.config.smplify()
-        self.mesh_model = None
-        if self.config.meshes != "none":
-            from dl3d.body import load_body_model
-
-            self.mesh_model = load_body_model(self.config.model, device=self.device)
-            self.faces = torch.as_tensor(self.mesh_model.faces.astype(np.int64))
+        self.mesh_model = self.build_body_model(arrays) if self.config.meshes != "none" else None
 
     def run_shard(self, task: ShardTask, out: JobOutput) -> int:
         from dl3d.fitting.smplify import fit_smplify
@@ -105,15 +97,7 @@ class SmplFitWorker(ShardWorker):
     def _write_meshes(self, task: ShardTask, out: JobOutput, fit: dict) -> list[str | None]:
         _, verts = smpl_forward(self.mesh_model, fit["betas"].astype(np.float32), fit["global_orient"],
                                 fit["body_pose"], fit["transl"], batch_size=1024, vertices=True)
-        paths: list[str | None] = []
-        for i, status in enumerate(fit["status"]):
-            if status != "ok":
-                paths.append(None)
-                continue
-            rel = out.mesh_relpath(task.shard.index, i, self.config.meshes)
-            out.write_file(rel, encode_mesh(torch.from_numpy(verts[i]), self.faces, self.config.meshes))
-            paths.append(rel)
-        return paths
+        return self.write_meshes(out, task.shard.index, verts, keep=[s == "ok" for s in fit["status"]])
 
 
 def _single_format(table: pa.Table, src: str) -> str:

@@ -28,6 +28,44 @@ def load_render_checkpoint(url: str) -> dict:
     return torch.load(data, map_location="cpu", weights_only=True)
 
 
+CHECKPOINT_HEADERS = (b"PK\x03\x04", b"\x80")
+"""First bytes of a ``torch.save`` file: a zip archive (the default since torch 1.6), or a pickle."""
+
+
+def check_render_checkpoint(url: str) -> None:
+    """The driver's check of ``--checkpoint`` before any worker starts: files only, nothing unpickled or built.
+
+    A training checkpoint folder needs ``state.pt`` with a torch header and a ``train.json`` of family
+    ``synsin``; a ``.pt`` file needs a torch header. Reads a few bytes and ``train.json``.
+
+    Raises:
+        FileNotFoundError: nothing at ``url``, or a folder without ``train.json``.
+        ValueError: a file that is not a torch checkpoint, or a training checkpoint of another family.
+    """
+    import json
+
+    from dl3d.train.checkpoint import META_FILE, STATE_FILE
+
+    fs, path = fsx.resolve(url)
+    state = fsx.join(path, STATE_FILE)
+    if fsx.exists(fs, state):
+        meta_path = fsx.join(path, META_FILE)
+        if not fsx.exists(fs, meta_path):
+            raise FileNotFoundError(f"SynSin checkpoint {url}: a training checkpoint folder without {META_FILE}")
+        family = json.loads(fsx.get_bytes(fs, meta_path)).get("family")
+        if family != "synsin":
+            raise ValueError(f"SynSin checkpoint {url}: written by model family {family!r}, not 'synsin'")
+        path = state
+    elif not fsx.exists(fs, path) or fs.isdir(path):
+        raise FileNotFoundError(f"SynSin checkpoint not found: {url} (expected a training checkpoint folder "
+                                f"holding state.pt, or a .pt file)")
+    with fs.open(path, "rb") as f:
+        head = f.read(4)
+    if not head.startswith(CHECKPOINT_HEADERS):
+        raise ValueError(f"SynSin checkpoint {url}: {path.rsplit('/', 1)[-1]} is not a torch checkpoint "
+                         f"(expected a zip or pickle header, found {head!r})")
+
+
 class SynSinRenderWorker(ShardWorker):
     """Renders every requested view of every image of an ``images`` shard."""
 
@@ -36,9 +74,7 @@ class SynSinRenderWorker(ShardWorker):
 
     @classmethod
     def preflight(cls, config: SynSinRenderConfig) -> None:
-        from dl3d.synsin import load_synsin_checkpoint
-
-        load_synsin_checkpoint(load_render_checkpoint(config.checkpoint), with_discriminator=False)
+        check_render_checkpoint(config.checkpoint)
 
     def setup(self) -> None:
         from dl3d.synsin import load_synsin_checkpoint

@@ -15,24 +15,26 @@ from dl3d.workers.smpl_fit import SmplFitConfig, SmplFitWorker
 
 @pytest.mark.slow
 def test_fit_job_accuracy_on_synthetic_openpose_videos(local_ray, body_model_path, tmp_path):
-    """Synthetic videos (procedural body, 2 px noise, 10% dropped keypoints) -> OpenPose JSON -> ingest -> fit."""
+    """Synthetic videos (procedural body, 2 px noise, 10% dropped keypoints) -> OpenPose JSON -> ingest -> fit
+    on two workers -> evaluate. The job's wiring (camera, ids, tracks, shards) is what is tested: the fast
+    preset on 2 videos; SMPLify's own accuracy per preset is tests/fitting/test_smplify.py's."""
     from dl3d.body import read_body_model_arrays
     from dl3d.fitting.evaluation import evaluate_fit
     from dl3d.ingest import IngestConfig, ingest_openpose
     from dl3d.jobs.runner import RunnerConfig, run_shards
     from dl3d.synthetic.smpl_video_dataset import SmplVideoDatasetSpec, write_smpl_video_dataset
 
-    spec = SmplVideoDatasetSpec(videos=3, frames=30, noise_px=2.0, drop_fraction=0.1, seed=11)
+    spec = SmplVideoDatasetSpec(videos=2, frames=30, noise_px=2.0, drop_fraction=0.1, seed=11)
     write_smpl_video_dataset(str(tmp_path / "vid"), read_body_model_arrays(body_model_path), spec)
     ingest_openpose(str(tmp_path / "vid" / "openpose"), str(tmp_path / "kp"),
-                    IngestConfig(videos_per_shard=2, image_width=1280, image_height=720, focal_length=1000.0))
-    report = run_shards("fit", SmplFitWorker, SmplFitConfig(model=body_model_path), str(tmp_path / "kp"),
-                        str(tmp_path / "fit"), RunnerConfig(workers=2, progress=False))
-    assert report.exit_code == 0 and report.rows == 90
+                    IngestConfig(videos_per_shard=1, image_width=1280, image_height=720, focal_length=1000.0))
+    report = run_shards("fit", SmplFitWorker, SmplFitConfig(model=body_model_path, preset="fast"),
+                        str(tmp_path / "kp"), str(tmp_path / "fit"), RunnerConfig(workers=2, progress=False))
+    assert report.exit_code == 0 and report.rows == 60 and report.count("ok") == 2
     metrics = evaluate_fit(str(tmp_path / "fit"), str(tmp_path / "vid" / "truth"))
-    assert metrics["rows_ok"] >= 80
-    assert metrics["pa_mpjpe_mm"] <= 50.0, metrics
-    assert metrics["median_2d_error_px"] <= 3.0, metrics
+    assert metrics["rows_ok"] >= 55
+    assert metrics["pa_mpjpe_mm"] <= 50.0, metrics  # 33 mm measured
+    assert metrics["median_2d_error_px"] <= 3.5, metrics  # 2.9 px measured; 2 px noise alone gives about 2.8
     table = pq.read_table(tmp_path / "fit" / "part-00000.parquet")
     betas = np.array(table.column("betas").to_pylist())
     videos = np.array(table.column("video").to_pylist())
@@ -41,7 +43,7 @@ def test_fit_job_accuracy_on_synthetic_openpose_videos(local_ray, body_model_pat
 
 
 def _keypoint_table(rows: list[tuple[str, int, np.ndarray]], width=1280, height=720) -> pa.Table:
-    return pa.table({
+    columns = {
         "id": [f"{v}/0/{f:06d}" for v, f, _ in rows],
         "video": [v for v, _, _ in rows],
         "track": pa.array([0] * len(rows), pa.int64()),
@@ -51,7 +53,8 @@ def _keypoint_table(rows: list[tuple[str, int, np.ndarray]], width=1280, height=
         "image_width": pa.array([width] * len(rows), pa.int64()),
         "image_height": pa.array([height] * len(rows), pa.int64()),
         "focal_length": pa.array([None] * len(rows), pa.float64()),
-    }, schema=KEYPOINTS2D.arrow_schema())
+    }
+    return pa.table(columns, schema=KEYPOINTS2D.arrow_schema(list(columns)))
 
 
 def test_degenerate_keypoints_get_a_status_and_never_crash_the_shard(body_model_path, tmp_path):
@@ -68,7 +71,7 @@ def test_degenerate_keypoints_get_a_status_and_never_crash_the_shard(body_model_
     src = tmp_path / "in" / "part-00000.parquet"
     src.parent.mkdir()
     pq.write_table(_keypoint_table(rows), src)
-    worker = SmplFitWorker(SmplFitConfig(model=body_model_path, preset="fast"))
+    worker = SmplFitWorker(SmplFitConfig(model=body_model_path, preset="fast", meshes="obj"))
     result = worker.process(ShardTask(Shard(0, str(src)), str(tmp_path / "out")))
     assert result.status == "ok" and result.rows == 14
     out = pq.read_table(tmp_path / "out" / "part-00000.parquet")
@@ -85,6 +88,12 @@ def test_degenerate_keypoints_get_a_status_and_never_crash_the_shard(body_model_
     ok = np.array([s == "ok" for s in out.column("status").to_pylist()])
     assert np.nanmedian(err[ok]) < 6.0
     assert (tmp_path / "out" / "_committed" / "part-00000.json").exists()
+    # Meshes for the fitted rows only, one OBJ each with the model's 6890 vertices.
+    paths = dict(zip(out.column("id").to_pylist(), out.column("mesh_path").to_pylist()))
+    assert {i for i, p in paths.items() if p is None} == {i for i, s in status.items() if s != "ok"}
+    files = sorted((tmp_path / "out" / "meshes").rglob("*.obj"))
+    assert len(files) == 11 and sorted(str(tmp_path / "out" / p) for p in paths.values() if p) == list(map(str, files))
+    assert sum(ln.startswith("v ") for ln in files[0].read_text().splitlines()) == 6890
 
 
 def test_missing_image_size_is_a_clear_input_error(body_model_path, tmp_path):

@@ -65,3 +65,36 @@ def test_corrupt_image_is_a_row_error_and_explicit_poses_are_used(job_assets, tm
         img = decode_image((tmp_path / "out" / r["image_path"]).read_bytes(), r["id"])
         assert img.shape == (32, 32, 3), "views come out at the checkpoint's resolution"
     np.testing.assert_allclose(np.array(ok[1]["pose"]), poses[0][1], atol=1e-6)
+
+
+def test_preflight_checks_files_only(job_assets, tmp_path, monkeypatch):
+    """The driver's check reads headers and train.json; it never unpickles or builds a model."""
+    import json
+
+    import pytest
+
+    import dl3d.synsin
+    from dl3d.workers.synsin_render import check_render_checkpoint
+
+    def no_build(*a, **k):
+        raise AssertionError("preflight built a model")
+
+    monkeypatch.setattr(dl3d.synsin, "load_synsin_checkpoint", no_build)
+    monkeypatch.setattr(torch, "load", no_build)
+    SynSinRenderWorker.preflight(SynSinRenderConfig(checkpoint=job_assets["synsin_checkpoint"]))
+
+    with pytest.raises(FileNotFoundError, match="SynSin checkpoint not found: .*missing.pt"):
+        check_render_checkpoint(str(tmp_path / "missing.pt"))
+    (tmp_path / "junk.pt").write_bytes(b"GIF89a....")
+    with pytest.raises(ValueError, match="junk.pt is not a torch checkpoint .*found b'GIF8'"):
+        check_render_checkpoint(str(tmp_path / "junk.pt"))
+    folder = tmp_path / "step-00000001"
+    folder.mkdir()
+    (folder / "state.pt").write_bytes(open(job_assets["synsin_checkpoint"], "rb").read())
+    with pytest.raises(FileNotFoundError, match="without train.json"):
+        check_render_checkpoint(str(folder))
+    (folder / "train.json").write_text(json.dumps({"family": "toy"}))
+    with pytest.raises(ValueError, match="written by model family 'toy', not 'synsin'"):
+        check_render_checkpoint(str(folder))
+    (folder / "train.json").write_text(json.dumps({"family": "synsin"}))
+    check_render_checkpoint(str(folder))
