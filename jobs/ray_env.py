@@ -36,7 +36,20 @@ def cluster_cpus() -> float:
     return float(ray.cluster_resources().get("CPU", 0.0))
 
 
+SECRET_ENV_VARS = ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN")
+"""Never put in a runtime environment: Ray's runtime-env agent logs ``env_vars`` in clear text
+(``logs/runtime_env_agent.log`` of the session folder) and the dashboard shows them."""
+
+
 def worker_runtime_env() -> dict | None:
-    """Runtime environment for job actors: this process's S3 settings, so workers reach the same buckets."""
-    env = s3_env()
+    """Runtime environment for job actors: this process's non-secret S3 settings (endpoint, region,
+    profile name), so workers reach the same buckets.
+
+    Credentials are never forwarded this way (see ``SECRET_ENV_VARS``). Workers read them where
+    botocore looks: their own environment, ``~/.aws``, an instance or pod role. On an embedded local
+    Ray the workers inherit this process's environment (``ray.init`` starts the node from here);
+    on a cluster, give the nodes their credentials (a Kubernetes Secret as env vars, IRSA, an
+    instance profile; see cluster/README.md).
+    """
+    env = {k: v for k, v in s3_env().items() if k not in SECRET_ENV_VARS}
     return {"env_vars": env} if env else None
