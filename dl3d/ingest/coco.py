@@ -33,6 +33,7 @@ import numpy as np
 
 from dl3d.data import fs as fsx
 from dl3d.ingest.config import IngestConfig, IngestReport, SkippedInput
+from dl3d.ingest.openpose_files import header_sizes
 from dl3d.ingest.sizes import lookup_size, read_sizes
 from dl3d.ingest.tracking import associate_tracks, track_rows
 from dl3d.ingest.writer import VideoKeypoints, finish_ingest
@@ -248,11 +249,12 @@ def _image_size(im: _Image) -> tuple[int, int]:
 
 def coco_videos(
     images: dict[Any, _Image], cfg: IngestConfig, source: str, fmt: str = "coco17", sizes: dict | None = None,
+    images_fs: tuple[Any, str] | None = None,
 ) -> tuple[list[tuple[VideoKeypoints, int]], list[SkippedInput]]:
     """Group images into videos, track the people and build each video's rows (format ``fmt``).
 
-    Each row's image size is its image record's, else the video's entry in ``sizes``, else the
-    config's. Returns (video rows, number of images) per video and the images that could not be placed.
+    Each row's image size is its image record's, else its image file's header under ``images_fs``
+    ((filesystem, root path) of ``cfg.images``), else the video's entry in ``sizes``, else the config's. Returns (video rows, number of images) per video and the images that could not be placed.
     """
     groups: dict[str, list[_Image]] = {}
     skipped: list[SkippedInput] = []
@@ -273,6 +275,10 @@ def coco_videos(
         entry = lookup_size(sizes, video) if sizes else None
         fallback = (entry.width, entry.height) if entry is not None else (cfg.image_size or (0, 0))
         size_of = {int(n): _image_size(im) for n, im in zip(numbers, ordered)}
+        if images_fs is not None:  # records without a size: the image file's header
+            todo = [(int(n), im) for n, im in zip(numbers, ordered) if not size_of[int(n)][0]]
+            found = header_sizes(images_fs[0], [fsx.join(images_fs[1], im.file_name) for _, im in todo])
+            size_of.update({n: (int(w), int(h)) for (n, _), (w, h) in zip(todo, found)})
         per_row = np.array([size_of[int(f)] if size_of[int(f)][0] else fallback for f in frames],
                            dtype=np.int64).reshape(-1, 2)
         focal = entry.focal if entry is not None and entry.focal is not None else cfg.focal_length
@@ -309,6 +315,7 @@ def ingest_coco(
     if not paths:
         raise ValueError(f"{input_url}: no .json files found")
     sizes = read_sizes(cfg.sizes, storage_options) if cfg.sizes else {}
+    images_fs = fsx.resolve(cfg.images, storage_options) if cfg.images else None
     report = IngestReport(output_url)
     reasons: list[str] = []
     videos: dict[str, VideoKeypoints] = {}
@@ -322,7 +329,7 @@ def ingest_coco(
         try:
             images, skipped, empty, layout = parse_coco(obj, name, cfg.keypoint_format)
             layout = layout or _default_layout(cfg.keypoint_format)
-            found, more = coco_videos(images, cfg, name, layout.dst, sizes)
+            found, more = coco_videos(images, cfg, name, layout.dst, sizes, images_fs)
         except CocoFormatError as exc:
             report.skipped.append(SkippedInput(name, str(exc)))
             continue

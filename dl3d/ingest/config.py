@@ -38,6 +38,9 @@ class IngestConfig:
         "auto", "layout of the input keypoints. OpenPose: auto = by the numbers per person (75: BODY_25 or "
                 "BODY_25B, told apart by where the neck sits; 54: COCO-18, converted to body25); COCO: auto = by "
                 "the keypoint names the categories declare (coco17 or posetrack)")
+    images: str | None = opt(None, "COCO/PoseTrack: the folder (or URL) the images' file_name is relative to; "
+                                   "their headers give the size of images whose record has no width/height "
+                                   "(PoseTrack 2018 records have none)")
     sizes: str | None = opt(None, "CSV (video,width,height[,focal]) or JSON ({video: {width, height, focal}}) "
                                   "of per-video image sizes in pixels, for inputs without images beside them")
 

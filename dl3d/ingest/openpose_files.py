@@ -34,7 +34,8 @@ SUFFIXES = ("_keypoints.json", "_openpose.json")
 """Name endings that mark a keypoint file on their own (other ``.json`` files must hold ``people``)."""
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg")
 
-__all__ = ["SUFFIXES", "find_openpose_files", "frame_numbers", "frame_stem", "image_sizes", "is_dense", "natural_key"]
+__all__ = ["SUFFIXES", "find_openpose_files", "frame_numbers", "frame_stem", "header_sizes", "image_sizes", "is_dense",
+           "natural_key"]
 
 
 def frame_stem(json_name: str) -> str:
@@ -107,11 +108,7 @@ def _header_size(data: bytes) -> tuple[int, int] | None:
 
 
 def image_sizes(fs, paths: Sequence[str], images: dict[str, dict[str, str]]) -> np.ndarray:
-    """(F, 2) int64 width, height of the image beside each keypoint file, 0 where there is none.
-
-    Reads the first 64 KiB of each image (one batched request), the whole file only when its header
-    lies further in (a large EXIF block).
-    """
+    """(F, 2) int64 width, height of the image beside each keypoint file, 0 where there is none."""
     out = np.zeros((len(paths), 2), dtype=np.int64)
     found: list[tuple[int, str]] = []
     for i, path in enumerate(paths):
@@ -121,12 +118,24 @@ def image_sizes(fs, paths: Sequence[str], images: dict[str, dict[str, str]]) -> 
             if candidate in beside:
                 found.append((i, beside[candidate]))
                 break
-    if not found:
+    if found:
+        out[[i for i, _ in found]] = header_sizes(fs, [p for _, p in found])
+    return out
+
+
+def header_sizes(fs, paths: Sequence[str]) -> np.ndarray:
+    """(N, 2) int64 width, height of image files from their headers, 0 for a missing or unreadable one.
+
+    Reads the first 64 KiB of each (one batched request), the whole file only when its header lies
+    further in (a large EXIF block).
+    """
+    out = np.zeros((len(paths), 2), dtype=np.int64)
+    if not paths:
         return out
-    heads = fs.cat_ranges([p for _, p in found], [0] * len(found), [1 << 16] * len(found), on_error="return")
-    for (i, path), head in zip(found, heads):
+    heads = fs.cat_ranges(list(paths), [0] * len(paths), [1 << 16] * len(paths), on_error="return")
+    for i, (path, head) in enumerate(zip(paths, heads)):
         size = _header_size(head) if isinstance(head, bytes) else None
-        if size is None:
+        if size is None and isinstance(head, bytes):
             try:
                 size = _header_size(fs.cat_file(path))
             except OSError:

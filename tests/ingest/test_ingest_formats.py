@@ -232,3 +232,21 @@ def test_reordered_coco_names_are_reordered(tmp_path, helpers):
     assert report.keypoint_format == "coco17" and "reordered by name" in report.format_reason
     [[row]] = helpers.read_rows(str(tmp_path / "ds"))
     np.testing.assert_allclose(row["keypoints"], kp, atol=1e-4)
+
+
+def test_posetrack_records_without_sizes_take_them_from_the_images_folder(tmp_path, helpers):
+    """PoseTrack 2018 image records carry no width/height: --images points at the folder file_name is relative to."""
+    src = tmp_path / "annotations" / "val" / "000342_mpii_test.json"
+    _posetrack_file(src, helpers, empty_ann=False)
+    doc = json.loads(src.read_text())
+    for im in doc["images"]:
+        del im["width"], im["height"]
+    src.write_text(json.dumps(doc))
+    folder = tmp_path / "images" / "val" / "000342_mpii_test"
+    folder.mkdir(parents=True)
+    for i in range(2):  # the third frame's image is missing: no size for it
+        Image.new("RGB", (1280 - 100 * i, 720)).save(folder / f"{i:06d}.jpg")
+    report = ingest_coco(str(src), str(tmp_path / "ds"), IngestConfig(images=str(tmp_path)))
+    [rows] = helpers.read_rows(str(tmp_path / "ds"))
+    assert [(r["image_width"], r["image_height"]) for r in rows] == [(1280, 720), (1180, 720), (None, None)]
+    assert report.rows_without_image_size == 1 and len(report.warnings) == 1
