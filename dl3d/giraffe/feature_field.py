@@ -29,11 +29,13 @@ def positional_encoding(x: Tensor, n_freq: int) -> Tensor:
 class FeatureField(nn.Module):
     """One generative feature field (an object's or the background's).
 
-    forward(points (N, 3), dirs (N, 3) or None, z_shape (B, z_dim), z_app (B, z_dim), batch_index (N,) long)
-    -> sigma (N,) raw density (no activation), features (N, feature_dim). Points are in the field's own
-    frame (box coordinates for objects), divided by ``downscale`` before encoding; directions need not
-    be unit length (they are normalised). ``batch_index[n]`` names the scene of point n, so any subset of
-    a batch's samples can be evaluated with its own codes (the codes are projected once per scene).
+    forward(points, dirs, z_shape (B, z_dim), z_app (B, z_dim), batch_index=None) -> (sigma, features):
+    either points (B, M, 3) of each scene (``batch_index`` None) -> sigma (B, M), features (B, M, C), or
+    points (N, 3) of any scenes with ``batch_index`` (N,) long naming each point's scene -> sigma (N,),
+    features (N, C) (so any subset of a batch's samples is evaluated with its own codes). sigma is the raw
+    density (no activation). Points are in the field's own frame (box coordinates for objects), divided
+    by ``downscale`` before encoding; directions (same layout as points, or None) need not be unit length
+    (they are normalised). The codes are projected once per scene.
     """
 
     def __init__(self, *, hidden: int = 128, blocks: int = 8, skips: tuple[int, ...] = (4,), z_dim: int = 256,
@@ -57,21 +59,28 @@ class FeatureField(nn.Module):
         self.feat_out = nn.Linear(hidden, feature_dim)
 
     def forward(self, points: Tensor, dirs: Tensor | None, z_shape: Tensor, z_app: Tensor,
-                batch_index: Tensor) -> tuple[Tensor, Tensor]:
-        if points.ndim != 2 or points.shape[-1] != 3:
-            raise ValueError(f"expected points of shape (N, 3), got {tuple(points.shape)}")
+                batch_index: Tensor | None = None) -> tuple[Tensor, Tensor]:
+        if batch_index is None:
+            if points.ndim != 3 or points.shape[-1] != 3 or points.shape[0] != z_shape.shape[0]:
+                raise ValueError(f"expected points of shape (B, M, 3) with B = {z_shape.shape[0]} scenes, "
+                                 f"got {tuple(points.shape)}")
+            per_point = lambda x: x.unsqueeze(1)  # noqa: E731 - (B, H) -> (B, 1, H), broadcast over M
+        else:
+            if points.ndim != 2 or points.shape[-1] != 3 or batch_index.shape != points.shape[:1]:
+                raise ValueError(f"expected points (N, 3) and batch_index (N,), got {tuple(points.shape)} and "
+                                 f"{tuple(batch_index.shape)}")
+            per_point = lambda x: x[batch_index]  # noqa: E731 - (B, H) -> (N, H)
         p = positional_encoding(points / self.downscale, self.n_freq_points)
-        zs = self.fc_z(z_shape)  # (B, H): projected once per scene, gathered per point
-        net = torch.relu(self.fc_in(p) + zs[batch_index])
+        net = torch.relu_(self.fc_in(p) + per_point(self.fc_z(z_shape)))  # codes projected once per scene
         k = 0
         for i, layer in enumerate(self.blocks):
-            net = torch.relu(layer(net))
+            net = torch.relu_(layer(net))
             if (i + 1) in self.skips:
-                net = net + self.fc_z_skips[k](z_shape)[batch_index] + self.fc_p_skips[k](p)
+                net = net + per_point(self.fc_z_skips[k](z_shape)) + self.fc_p_skips[k](p)
                 k += 1
         sigma = self.sigma_out(net).squeeze(-1)
-        net = self.feat_view(net) + self.fc_z_view(z_app)[batch_index]
+        net = self.feat_view(net) + per_point(self.fc_z_view(z_app))
         if dirs is not None:
             d = dirs / dirs.norm(dim=-1, keepdim=True)
-            net = torch.relu(net + self.fc_view(positional_encoding(d, self.n_freq_dirs)))
+            net = torch.relu_(net + self.fc_view(positional_encoding(d, self.n_freq_dirs)))
         return sigma, self.feat_out(net)

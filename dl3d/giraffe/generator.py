@@ -30,7 +30,7 @@ from dl3d.giraffe.camera import camera_pose, focal_from_fov, pixel_rays
 from dl3d.giraffe.config import GiraffeConfig
 from dl3d.giraffe.feature_field import FeatureField
 from dl3d.giraffe.neural_renderer import NeuralRenderer
-from dl3d.giraffe.volume import composite, sample_depths, volume_weights
+from dl3d.giraffe.volume import ZERO_DENSITY, composite, sample_depths, volume_weights
 
 Latents = tuple[Tensor, Tensor, Tensor, Tensor]
 Boxes = tuple[Tensor, Tensor, Tensor]
@@ -170,8 +170,7 @@ class GiraffeGenerator(nn.Module):
         if render_background:
             pts = points.reshape(b, -1, 3) @ bg_rotation.transpose(1, 2)
             dirs = (rays @ bg_rotation.transpose(1, 2))[:, :, None].expand(b, p_count, n, 3).reshape(b, -1, 3)
-            idx = torch.arange(b, device=rays.device).repeat_interleave(p_count * n)
-            sig, feat = self.background_field(pts.reshape(-1, 3), dirs.reshape(-1, 3), z_shape_bg, z_app_bg, idx)
+            sig, feat = self.background_field(pts, dirs, z_shape_bg, z_app_bg)
             sig = sig.reshape(b, p_count, n)
             if training:
                 sig = sig + torch.randn_like(sig)
@@ -180,10 +179,13 @@ class GiraffeGenerator(nn.Module):
         if not sigmas:
             raise ValueError("nothing to render: no objects and no background")
         sigma = torch.relu(torch.stack(sigmas))
-        sigma_sum, feat_mix = composite(sigma, torch.stack(feats))
         norm = rays.norm(dim=-1, keepdim=True)
-        weights = volume_weights(depths, norm, sigma_sum)
-        fmap = (weights.unsqueeze(-1) * feat_mix).sum(-2)  # (B, P, C)
+        if scheme == "dense":  # the official order: compose every field's features, then integrate
+            sigma_sum, feat_mix = composite(sigma, torch.stack(feats))
+            weights = volume_weights(depths, norm, sigma_sum)
+            fmap = (weights.unsqueeze(-1) * feat_mix).sum(-2)  # (B, P, C)
+        else:  # the same sum, field by field: sum_n w_n sigma_kn / denom_n f_kn, objects only where evaluated
+            fmap = self._integrate_sparse(sigma, feats, depths, norm)
         fmap = fmap.transpose(1, 2).reshape(b, -1, res, res)
         alpha = None
         if return_alpha:
@@ -191,10 +193,37 @@ class GiraffeGenerator(nn.Module):
                                 dim=1).reshape(b, objects, res, res) if objects else rays.new_zeros(b, 0, res, res)
         return fmap, alpha
 
+    @staticmethod
+    def _integrate_sparse(sigma: Tensor, feats: list, depths: Tensor, norm: Tensor) -> Tensor:
+        """(B, P, C) feature image of ``composite`` + ``volume_weights`` without building dense object features.
+
+        sigma: (F, B, P, N) non-negative densities of every field; feats: per field either a dense
+        (B, P, N, C) tensor or a sparse ``(batch index, flat sample index (P*N), features (M, C))`` triple.
+        Uses ``sum_k sigma_k f_k / D`` with ``D = sum_k sigma_k`` (1e-4 where zero), as :func:`composite`."""
+        total = sigma.sum(0)
+        w = volume_weights(depths, norm, total)
+        if sigma.shape[0] == 1:  # one field: composite passes its features through
+            coef = w[None]
+        else:
+            coef = sigma * (w / torch.where(total == 0, torch.full_like(total, ZERO_DENSITY), total))
+        b, p_count, n = total.shape
+        fmap = None
+        for k, feat in enumerate(feats):
+            if isinstance(feat, tuple):
+                bi, ri, values = feat
+                c = coef[k].reshape(b, -1)[bi, ri].unsqueeze(-1) * values
+                part = values.new_zeros(b * p_count, values.shape[-1]).index_add_(0, bi * p_count + ri // n, c)
+                part = part.reshape(b, p_count, -1)
+            else:
+                part = (coef[k].unsqueeze(-1) * feat).sum(-2)
+            fmap = part if fmap is None else fmap + part
+        return fmap
+
     def _object(self, points: Tensor, rays: Tensor, z_shape: Tensor, z_app: Tensor, s: Tensor, t: Tensor, R: Tensor,
                 present: Tensor | None, scheme: str, training: bool) -> tuple[Tensor, Tensor]:
-        """One object's raw density (B, P, N) (zero outside its padded box or when absent) and features
-        (B, P, N, C) (zero where not evaluated, in the box scheme)."""
+        """One object's raw density (B, P, N) (zero outside its padded box or when absent) and features:
+        (B, P, N, C) in the dense scheme; in the box scheme only where evaluated, as
+        ``(batch index (M,), flat sample index into P*N (M,), features (M, C))``."""
         b, p_count, n = points.shape[:3]
         p_box = to_box(points.reshape(b, -1, 3), s, t, R)  # (B, P*N, 3)
         d_box = dirs_to_box(rays, s, R)[:, :, None].expand(b, p_count, n, 3).reshape(b, -1, 3)
@@ -202,9 +231,7 @@ class GiraffeGenerator(nn.Module):
         if present is not None:
             inside = inside & present[:, None]
         if scheme == "dense":
-            idx = torch.arange(b, device=points.device).repeat_interleave(p_count * n)
-            sig, feat = self.object_field(p_box.reshape(-1, 3), d_box.reshape(-1, 3), z_shape, z_app, idx)
-            sig = sig.reshape(b, -1)
+            sig, feat = self.object_field(p_box, d_box, z_shape, z_app)
             if training:
                 sig = sig + torch.randn_like(sig)
             sig = torch.where(inside, sig, torch.zeros_like(sig))
@@ -216,6 +243,5 @@ class GiraffeGenerator(nn.Module):
             if noise is not None:
                 sig_in = sig_in + noise[bi, ri]
             sig = p_box.new_zeros(b, p_count * n).index_put((bi, ri), sig_in)
-            feat = p_box.new_zeros(b, p_count * n, feat_in.shape[-1]).index_put((bi, ri), feat_in)
-            feat = feat.reshape(b, p_count, n, -1)
+            feat = (bi, ri, feat_in)
         return sig.reshape(b, p_count, n), feat
