@@ -235,6 +235,8 @@ def _keypoints_dataset(url: str, body_model_path: str, frames: int = 6) -> None:
 
 
 def test_smpl_workers_read_model_and_gmm_from_s3(s3_dir, body_model_path, tmp_path):
+    """The fit worker's prior and kernel come from the S3 files (a full fit on S3 assets: the CLI test)."""
+    from dl3d.body import read_body_model_arrays
     from dl3d.data import Shard
     from dl3d.fitting.priors import builtin_pose_arrays, write_gmm_file
     from dl3d.synthetic.smpl_params import SmplParamsSpec, write_smpl_params_dataset
@@ -243,23 +245,25 @@ def test_smpl_workers_read_model_and_gmm_from_s3(s3_dir, body_model_path, tmp_pa
     from dl3d.workers.smpl_fit import SmplFitConfig, SmplFitWorker
 
     model = _upload(body_model_path, f"{s3_dir}/smpl_procedural.pkl")
-    gmm = write_gmm_file(f"{s3_dir}/gmm_01.pkl", **builtin_pose_arrays())
-    _keypoints_dataset(str(tmp_path / "kp"), body_model_path)
-    cfg = SmplFitConfig(model=model, gmm=gmm, preset="fast", meshes="ply")
+    a = builtin_pose_arrays()
+    means = np.concatenate([a["means"], a["means"] + 0.1])
+    gmm = write_gmm_file(f"{s3_dir}/gmm_02.pkl", means, np.concatenate([a["covars"]] * 2), np.array([0.5, 0.5]))
+    cfg = SmplFitConfig(model=model, gmm=gmm, preset="fast")
     SmplFitWorker.preflight(cfg)
-    fit = SmplFitWorker(cfg).process(ShardTask(Shard(0, str(tmp_path / "kp" / "part-00000.parquet")),
-                                               str(tmp_path / "fit")))
-    assert fit.status == "ok" and fit.rows == 6
-    table = pq.read_table(tmp_path / "fit" / "part-00000.parquet")
-    assert table.column("status").to_pylist() == ["ok"] * 6
-    assert max(table.column("reprojection_error_px").to_pylist()) < 5.0
+    worker = SmplFitWorker(cfg)
+    assert worker.prior.source == gmm and worker.prior.num_components == 2
+    np.testing.assert_allclose(worker.prior.means.cpu().numpy(), means, atol=1e-6)
+    arrays = read_body_model_arrays(body_model_path)
+    with torch.no_grad():
+        rest = worker.kernel(torch.zeros(1, worker.kernel.num_betas), torch.zeros(1, 3), torch.zeros(1, 69)).joints[0]
+    np.testing.assert_allclose(rest.numpy(), arrays["J_regressor"] @ arrays["v_template"], atol=1e-5)
+    with pytest.raises(ValueError, match=re.escape(f"{s3_dir}/none.pkl: GMM prior file not found")):
+        SmplFitWorker.preflight(SmplFitConfig(model=model, gmm=f"{s3_dir}/none.pkl"))
 
     write_smpl_params_dataset(str(tmp_path / "params"), SmplParamsSpec(videos=1, frames=3, shards=1))
     export = SmplExportWorker(SmplExportConfig(model=model, meshes="ply"))
     done = export.process(ShardTask(Shard(0, str(tmp_path / "params" / "part-00000.parquet")), str(tmp_path / "exp")))
     assert done.status == "ok" and done.rows == 3 and len(list((tmp_path / "exp").rglob("*.ply"))) == 3
-    with pytest.raises(ValueError, match=re.escape(f"{s3_dir}/none.pkl: GMM prior file not found")):
-        SmplFitWorker.preflight(SmplFitConfig(model=model, gmm=f"{s3_dir}/none.pkl"))
 
 
 # ---- one CLI run ------------------------------------------------------------------------------------------
