@@ -4,8 +4,9 @@ VENV   ?= .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.dl3d-installed
 DEMO   ?= demo-out
+DEMO_VIDEO ?= demo-video-out
 
-.PHONY: setup demo test test-fast bench clean
+.PHONY: setup demo demo-video test test-fast bench clean
 
 setup: $(STAMP)
 
@@ -30,6 +31,19 @@ demo: setup
 	$(BIN)/dl3d smpl evaluate --fit $(DEMO)/fit --truth $(DEMO)/videos/truth
 	$(BIN)/dl3d inspect $(DEMO)/fit
 
+# Video in, fitted bodies out, and back to video (nothing downloaded): a clip of the procedural body
+# walking, rendered with pytorch3d -> ingest videos -> BlazePose -> SMPLify -> mesh overlay MP4.
+demo-video: setup
+	$(BIN)/dl3d body make-model --out $(DEMO_VIDEO)/body-model
+	$(BIN)/dl3d data make body-clip --out $(DEMO_VIDEO)/clips --model $(DEMO_VIDEO)/body-model/smpl_procedural.pkl
+	$(BIN)/dl3d ingest videos --input $(DEMO_VIDEO)/clips --output $(DEMO_VIDEO)/videos
+	$(BIN)/dl3d pose detect --input $(DEMO_VIDEO)/videos --output $(DEMO_VIDEO)/keypoints
+	$(BIN)/dl3d smpl fit --input $(DEMO_VIDEO)/keypoints --output $(DEMO_VIDEO)/fit \
+		--model $(DEMO_VIDEO)/body-model/smpl_procedural.pkl --preset fast
+	$(BIN)/dl3d smpl render --fit $(DEMO_VIDEO)/fit --videos $(DEMO_VIDEO)/videos \
+		--model $(DEMO_VIDEO)/body-model/smpl_procedural.pkl --output $(DEMO_VIDEO)/render --side-view
+	@echo "overlay videos:" && find $(DEMO_VIDEO)/render -name '*.mp4' | sort
+
 test: setup
 	$(BIN)/python -m pytest
 
@@ -43,4 +57,4 @@ bench: setup
 	$(BIN)/python bench/synsin_training.py
 
 clean:
-	rm -rf $(DEMO) .pytest_cache
+	rm -rf $(DEMO) $(DEMO_VIDEO) .pytest_cache

@@ -68,3 +68,23 @@ def render_body_clip(arrays: Mapping[str, Any], spec: KeypointVideoSpec | None =
                                        colour=FIGURE_COLOUR)
             out[sl] = overlay(np.broadcast_to(background, (n,) + background.shape), rgb, cover, 1.0)
     return out, video
+
+
+def write_body_clips(out_url: str, arrays: Mapping[str, Any], spec) -> list[str]:
+    """Write ``spec.videos`` clips (``BodyClipSpec``) as ``walk_NNN.mp4`` under ``out_url``; returns their URLs.
+
+    Each clip faces the camera within +-20 degrees (a detector sees the front of the body).
+    """
+    from dl3d.data import fs as fsx
+    from dl3d.video.decode import encode_video
+
+    urls = []
+    for i in range(spec.videos):
+        kspec = KeypointVideoSpec(frames=spec.frames, fps=spec.fps, image_width=spec.width, image_height=spec.height,
+                                  focal_length=spec.focal_length, min_depth=spec.distance, max_depth=spec.distance,
+                                  yaw_deg=0.0, yaw_range_deg=20.0, seed=spec.seed + i)
+        frames, _ = render_body_clip(arrays, kspec)
+        url = f"{out_url.rstrip('/')}/walk_{i:03d}.mp4"
+        fsx.write_file(url, encode_video(frames, spec.fps, crf=12))
+        urls.append(url)
+    return urls
