@@ -164,32 +164,32 @@ def run_training(family_name: str, cfg: TrainConfig, model_config: Any = None) -
 
     run_id = f"{time.strftime('%Y%m%d-%H%M%S')}-{uuid.uuid4().hex[:6]}"
     relay = ConsoleRelay()
-    plan = LoopPlan(family=family, model_config=mcfg, steps=cfg.steps, batch_size=cfg.batch_size,
-                    train_rows=train_rows, eval_urls=eval_urls, eval_every=cfg.eval_every,
-                    eval_batches=cfg.eval_batches, checkpoint_every=cfg.checkpoint_every, log_every=cfg.log_every,
-                    shuffle=cfg.shuffle, seed=cfg.seed, cpus_per_worker=cfg.cpus_per_worker, run_id=run_id,
-                    meta={**meta, "train_config": dataclasses.asdict(cfg)}, console=relay.queue)
-    env = worker_runtime_env()
-    trainer = TorchTrainer(
-        train_loop_per_worker,
-        train_loop_config={"plan": plan},
-        torch_config=TorchConfig(backend=_backend(cfg.backend, gpus)),
-        scaling_config=ray.train.ScalingConfig(
-            num_workers=workers, use_gpu=gpus > 0,
-            resources_per_worker={"CPU": cfg.cpus_per_worker, **({"GPU": gpus} if gpus > 0 else {})}),
-        run_config=ray.train.RunConfig(
-            name=name,
-            storage_path=storage_root if not fsx.is_local(storage_fs) else os.path.abspath(storage_root),
-            storage_filesystem=None if fsx.is_local(storage_fs) else _pyarrow_fs(storage_fs),
-            failure_config=ray.train.FailureConfig(max_failures=cfg.max_failures),
-            checkpoint_config=ray.train.CheckpointConfig(num_to_keep=cfg.keep_checkpoints),
-            worker_runtime_env=env),
-        datasets={"train": _train_dataset(train_urls, cfg, env)},
-        dataset_config=ray.train.DataConfig(
-            datasets_to_split=["train"],
-            execution_options=ray.data.ExecutionOptions(preserve_order=not cfg.shuffle)),
-    )
-    try:
+    try:  # the relay's queue actor and thread end with the run, however it ends
+        plan = LoopPlan(family=family, model_config=mcfg, steps=cfg.steps, batch_size=cfg.batch_size,
+                        train_rows=train_rows, eval_urls=eval_urls, eval_every=cfg.eval_every,
+                        eval_batches=cfg.eval_batches, checkpoint_every=cfg.checkpoint_every, log_every=cfg.log_every,
+                        shuffle=cfg.shuffle, seed=cfg.seed, cpus_per_worker=cfg.cpus_per_worker, run_id=run_id,
+                        meta={**meta, "train_config": dataclasses.asdict(cfg)}, console=relay.queue)
+        env = worker_runtime_env()
+        trainer = TorchTrainer(
+            train_loop_per_worker,
+            train_loop_config={"plan": plan},
+            torch_config=TorchConfig(backend=_backend(cfg.backend, gpus)),
+            scaling_config=ray.train.ScalingConfig(
+                num_workers=workers, use_gpu=gpus > 0,
+                resources_per_worker={"CPU": cfg.cpus_per_worker, **({"GPU": gpus} if gpus > 0 else {})}),
+            run_config=ray.train.RunConfig(
+                name=name,
+                storage_path=storage_root if not fsx.is_local(storage_fs) else os.path.abspath(storage_root),
+                storage_filesystem=None if fsx.is_local(storage_fs) else _pyarrow_fs(storage_fs),
+                failure_config=ray.train.FailureConfig(max_failures=cfg.max_failures),
+                checkpoint_config=ray.train.CheckpointConfig(num_to_keep=cfg.keep_checkpoints),
+                worker_runtime_env=env),
+            datasets={"train": _train_dataset(train_urls, cfg, env)},
+            dataset_config=ray.train.DataConfig(
+                datasets_to_split=["train"],
+                execution_options=ray.data.ExecutionOptions(preserve_order=not cfg.shuffle)),
+        )
         result = trainer.fit()
     except ray.train.TrainingFailedError as exc:
         raise TrainingFailed(f"training {run_url} failed after {cfg.max_failures} recoveries: {exc}; "
