@@ -17,6 +17,7 @@ import os
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
+import pyarrow as pa
 import pyarrow.parquet as pq
 
 from dl3d.data import DataError, JobOutput, Shard
@@ -40,7 +41,9 @@ def check_input(url: str, shards: list[Shard], threads: int = 16) -> dict[str, A
     """Check the input against what its ``_dataset.json`` declares and for repeated row ids.
 
     Reads each shard's footer and its ``id`` column (when it has one), ``threads`` shards at a time.
-    Returns ``{"rows": total rows, "declared": the metadata or None}``; raises ``DataError`` (a
+    A shard that cannot be read is left to its worker, which reports it as bad input (the other
+    shards still run); the row count is then not checked. Returns ``{"rows": rows of the readable
+    shards, "unreadable": their number, "declared": the metadata or None}``; raises ``DataError`` (a
     ValueError) naming the file and the problem.
     """
     meta = read_meta(url)
@@ -53,8 +56,9 @@ def check_input(url: str, shards: list[Shard], threads: int = 16) -> dict[str, A
                                   if missing else "") + " (an incomplete copy?)")
     with ThreadPoolExecutor(max(1, min(threads, len(shards)))) as pool:
         per_shard = list(pool.map(_rows_and_ids, shards))
-    rows = sum(n for n, _ in per_shard)
-    if meta is not None and isinstance(meta.get("num_rows"), int) and meta["num_rows"] != rows:
+    rows = sum(n for n, _ in per_shard if n is not None)
+    unreadable = sum(n is None for n, _ in per_shard)
+    if meta is not None and isinstance(meta.get("num_rows"), int) and meta["num_rows"] != rows and not unreadable:
         counts = ", ".join(f"{s.name}: {n}" for s, (n, _) in list(zip(shards, per_shard))[:8])
         raise DataError(where, f"declares {meta['num_rows']} rows, the shards hold {rows} ({counts}"
                                f"{' ...' if len(shards) > 8 else ''})")
@@ -66,10 +70,10 @@ def check_input(url: str, shards: list[Shard], threads: int = 16) -> dict[str, A
                 raise DataError(shard.url, f"column 'id': row {row} repeats id {i!r} of part-{first:05d} row "
                                            f"{first_row}; every input row must have its own id")
             seen[i] = (shard.index, row)
-    return {"rows": rows, "declared": meta}
+    return {"rows": rows, "unreadable": unreadable, "declared": meta}
 
 
-def _rows_and_ids(shard: Shard) -> tuple[int, list[str] | None]:
+def _rows_and_ids(shard: Shard) -> tuple[int | None, list[str] | None]:
     fs, path = fsx.resolve(shard.url)
     try:
         with fs.open(path, "rb") as f:
@@ -77,10 +81,8 @@ def _rows_and_ids(shard: Shard) -> tuple[int, list[str] | None]:
             if "id" not in pf.schema_arrow.names:
                 return pf.metadata.num_rows, None
             return pf.metadata.num_rows, [str(x) for x in pf.read(columns=["id"]).column("id").to_pylist()]
-    except FileNotFoundError:
-        raise DataError(shard.url, "file not found (deleted while the job was planned?)") from None
-    except (OSError, ValueError) as exc:
-        raise DataError(shard.url, f"not a readable Parquet file ({exc})") from None
+    except (OSError, ValueError, pa.ArrowException):  # its worker says what is wrong with it, for that shard only
+        return None, None
 
 
 def input_identity(url: str) -> dict[str, Any]:

@@ -74,18 +74,18 @@ def test_bad_input_shards_fail_cleanly_and_lose_nothing(local_ray, body_model_pa
     src.mkdir()
     rng = np.random.default_rng(0)
 
-    def table(n=4, body_pose_len=69, nan=False, drop=None):
+    def table(n=4, body_pose_len=69, nan=False, drop=None, prefix="x"):  # ids unique in the dataset: check_input
         bp = rng.normal(0, 0.2, size=(n, body_pose_len))
         if nan:
             bp[1, 3] = np.nan
-        t = pa.table({"id": [f"x{i}" for i in range(n)], "betas": pa.array(list(np.zeros((n, 10))), pa.list_(pa.float32())),
+        t = pa.table({"id": [f"{prefix}{i}" for i in range(n)], "betas": pa.array(list(np.zeros((n, 10))), pa.list_(pa.float32())),
                       "global_orient": tensor_to_arrow(np.zeros((n, 3))), "body_pose": pa.array(list(bp))})
         return t.drop_columns([drop]) if drop else t
 
-    pq.write_table(table(), src / "part-00000.parquet")
+    pq.write_table(table(prefix="a"), src / "part-00000.parquet")
     (src / "part-00001.parquet").write_bytes(b"garbage, not parquet")
-    pq.write_table(table(drop="body_pose"), src / "part-00002.parquet")
-    pq.write_table(table(body_pose_len=63), src / "part-00003.parquet")
+    pq.write_table(table(drop="body_pose", prefix="b"), src / "part-00002.parquet")
+    pq.write_table(table(body_pose_len=63, prefix="c"), src / "part-00003.parquet")
     pq.write_table(table(nan=True), src / "part-00004.parquet")
     pq.write_table(table(n=0), src / "part-00005.parquet")
     out = tmp_path / "out"
