@@ -12,6 +12,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from dl3d.data import fs as fsx
+from dl3d.metrics.vgg_weights import load_sliced_vgg_state
 
 
 def _check_pair(pred: torch.Tensor, target: torch.Tensor) -> None:
@@ -106,28 +107,8 @@ def load_perceptual_net(path: str | os.PathLike, device: str | torch.device = "c
     path = os.fspath(path)
     state = torch.load(fsx.open_asset(path, what="VGG16 weights file for perceptual_distance"),
                        map_location="cpu", weights_only=True)
-    if not isinstance(state, dict):
-        raise ValueError(f"{path}: expected a VGG16 state_dict, got {type(state).__name__}")
-    if any(k.startswith("features.") for k in state):
-        state = {k[len("features."):]: v for k, v in state.items() if k.startswith("features.")}
     net = VGG16PerceptualNet()
-    mine = net.state_dict()
-    own = {}
-    for si, (a, b) in enumerate(_VGG16_SLICES):
-        for j, i in enumerate(range(a, b)):
-            for name in ("weight", "bias"):
-                target = f"slices.{si}.{j}.{name}"
-                expected = mine.get(target)
-                if expected is None:
-                    continue
-                key = f"{i}.{name}"
-                if key not in state:
-                    raise ValueError(f"{path}: not a VGG16 state_dict: missing {key!r} (or 'features.{key}')")
-                if tuple(state[key].shape) != tuple(expected.shape):
-                    raise ValueError(f"{path}: {key!r} has shape {tuple(state[key].shape)}, expected "
-                                     f"{tuple(expected.shape)} (VGG16)")
-                own[target] = state[key]
-    net.load_state_dict(own, strict=True)
+    load_sliced_vgg_state(net, state, _VGG16_SLICES, arch="VGG16", source=path)
     return net.to(device)
 
 

@@ -17,6 +17,7 @@ from torchvision.models.vgg import cfgs as _vgg_cfgs
 from torchvision.models.vgg import make_layers as _vgg_make_layers
 
 from dl3d.data import fs as fsx
+from dl3d.metrics.vgg_weights import load_sliced_vgg_state
 
 # (start, stop) indices in vgg19.features: relu1_1, relu2_1, relu3_1, relu4_1, relu5_1 (as SPADE/SynSin).
 VGG19_SLICES = ((0, 2), (2, 7), (7, 12), (12, 21), (21, 30))
@@ -57,26 +58,7 @@ class VGG19Features(nn.Module):
 
     def load_features_state_dict(self, state: Mapping[str, torch.Tensor], *, source: str = "state_dict") -> None:
         """Load torchvision ``vgg19`` weights (``features.*`` keys) or ``vgg19().features`` weights."""
-        if not isinstance(state, Mapping):
-            raise ValueError(f"{source}: expected a VGG19 state_dict (a mapping of tensors), "
-                             f"got {type(state).__name__}")
-        if any(k.startswith("features.") for k in state):
-            state = {k[len("features."):]: v for k, v in state.items() if k.startswith("features.")}
-        mine = self.state_dict()
-        own: dict[str, torch.Tensor] = {}
-        for si, (a, b) in enumerate(VGG19_SLICES):
-            for j, i in enumerate(range(a, b)):
-                for name in ("weight", "bias"):
-                    key, target = f"{i}.{name}", f"slices.{si}.{j}.{name}"
-                    if target not in mine:
-                        continue
-                    if key not in state:
-                        raise ValueError(f"{source}: not a VGG19 state_dict: missing {key!r} (or 'features.{key}')")
-                    if tuple(state[key].shape) != tuple(mine[target].shape):
-                        raise ValueError(f"{source}: {key!r} has shape {tuple(state[key].shape)}, expected "
-                                         f"{tuple(mine[target].shape)} (VGG19)")
-                    own[target] = state[key]
-        self.load_state_dict(own, strict=True)
+        load_sliced_vgg_state(self, state, VGG19_SLICES, arch="VGG19", source=source)
 
 
 def load_vgg19_features(path: str | os.PathLike, device: str | torch.device = "cpu") -> VGG19Features:
