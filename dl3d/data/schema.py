@@ -178,24 +178,61 @@ def _encode(kind: str, col: Column, values: Any) -> pa.Array:
     value_type = col.type
     while _is_list(value_type):
         value_type = value_type.value_type
-    shape = col.shape
-    if shape[0] is None and not isinstance(values, np.ndarray):  # per-row arrays, maybe ragged
-        rows = [np.asarray(v) for v in values]
-        if len({r.shape for r in rows}) > 1:
-            for i, r in enumerate(rows):
-                _check_shape(kind, col, r.shape, f"row {i}")
+    arr = _encode_rows(kind, col, values, col.shape, value_type)
+    return arr if arr.type == col.type else arr.cast(col.type)
+
+
+def _encode_rows(kind: str, col: Column, values: Any, shape: tuple[int | None, ...],
+                 value_type: pa.DataType) -> pa.Array:
+    """``values``, N items of per-item ``shape`` (``None`` = free), as nested Arrow lists.
+
+    An ndarray (or items of one shape) is encoded in bulk; items whose free leading dimension differs
+    are concatenated, and a ragged dimension below that is flattened one level at a time.
+    """
+    if shape and shape[0] is None and not isinstance(values, np.ndarray):
+        rows = [v if isinstance(v, np.ndarray) else np.asarray(v) if _is_rectangular(v) else list(v) for v in values]
+        shapes = {r.shape if isinstance(r, np.ndarray) else None for r in rows}
+        if len(shapes) > 1 or None in shapes:  # rows of different lengths
+            fixed_inner = all(n is not None for n in shape[1:])
+            if fixed_inner:
+                for i, r in enumerate(rows):
+                    if len(r):
+                        _check_shape(kind, col, np.shape(r), f"row {i}", shape)
+                inner = _encode_rows(kind, col, np.concatenate([np.asarray(r).reshape(-1, *shape[1:]) for r in rows]),
+                                     shape[1:], value_type)
+            else:
+                inner = _encode_rows(kind, col, [item for r in rows for item in r], shape[1:], value_type)
             offsets = np.cumsum([0] + [len(r) for r in rows], dtype=np.int32)
-            return pa.ListArray.from_arrays(pa.array(offsets), tensor_to_arrow(np.concatenate(rows), value_type))
+            return pa.ListArray.from_arrays(pa.array(offsets), inner)
         values = np.stack(rows) if rows else np.zeros((0, *(n or 0 for n in shape)))
     x = np.asarray(values)
-    if x.size == 0 and x.ndim != len(shape) + 1:
-        x = x.reshape(0, *(n or 0 for n in shape))
-    _check_shape(kind, col, x.shape[1:], "rows")
-    return list_to_arrow(x, value_type) if shape[0] is None else tensor_to_arrow(x, value_type)
+    empty = (x.shape[0] if x.ndim else 0, *(n or 0 for n in shape))
+    if x.size == 0 and x.ndim != len(shape) + 1 and 0 in empty:  # no numbers at all: N rows of empty items
+        x = x.reshape(empty)
+    _check_shape(kind, col, x.shape[1:], "rows", shape)
+    return _encode_uniform(x, shape, value_type)
 
 
-def _check_shape(kind: str, col: Column, found: tuple[int, ...], where: str) -> None:
-    ok = len(found) == len(col.shape) and all(w is None or w == n for w, n in zip(col.shape, found))
+def _encode_uniform(x: np.ndarray, shape: tuple[int | None, ...], value_type: pa.DataType) -> pa.Array:
+    """``x: (N, *dims)`` with every item of the same dims, as lists (free dims) of fixed-size lists."""
+    if not shape or shape[0] is not None:
+        return tensor_to_arrow(x, value_type)
+    n, k = x.shape[:2]
+    inner = _encode_uniform(x.reshape(n * k, *x.shape[2:]), shape[1:], value_type)
+    return pa.ListArray.from_arrays(pa.array(np.arange(n + 1, dtype=np.int32) * k), inner)
+
+
+def _is_rectangular(value: Any) -> bool:
+    try:
+        return np.asarray(value).dtype != object
+    except ValueError:  # a ragged nested sequence
+        return False
+
+
+def _check_shape(kind: str, col: Column, found: tuple[int, ...], where: str,
+                 shape: tuple[int | None, ...] | None = None) -> None:
+    shape = col.shape if shape is None else shape
+    ok = len(found) == len(shape) and all(w is None or w == n for w, n in zip(shape, found))
     if not ok:
         dims = ", ".join("*" if n is None else str(n) for n in col.shape)
         raise ValueError(f"{kind}: column {col.name!r}: expected ({dims}) per row, found {tuple(found)} in {where}")

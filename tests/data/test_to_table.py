@@ -89,3 +89,26 @@ def test_ragged_rows_of_the_wrong_inner_shape_are_refused():
         to_table(KEYPOINTS2D, {"id": ["x", "y"], "video": ["v", "v"], "track": [0, 0], "frame": [0, 1],
                                "keypoints": [np.zeros((25, 3)), np.zeros((17, 2))],
                                "keypoint_format": ["body25", "coco17"]})
+
+
+def test_two_free_dimensions_take_ragged_lists_of_ragged_arrays():
+    from dl3d.data import Column, TableSchema, tensor_type
+
+    objects = TableSchema(kind="objects", version=1, columns=(
+        Column("id", pa.string()),
+        Column("boxes", pa.list_(tensor_type((4,))), shape=(None, 4)),
+        Column("verts", pa.list_(pa.list_(tensor_type((3,)))), shape=(None, None, 3)),
+    ))
+    rng = np.random.default_rng(2)
+    verts = [[rng.normal(size=(5, 3)), rng.normal(size=(2, 3))], [], [rng.normal(size=(4, 3))]]
+    table = to_table(objects, {"id": ["a", "b", "c"], "boxes": [rng.random((2, 4)), [], rng.random((1, 4))],
+                               "verts": verts})
+    assert table.schema == objects.arrow_schema()
+    back = table.column("verts").to_pylist()
+    assert [[len(v) for v in row] for row in back] == [[5, 2], [], [4]]
+    np.testing.assert_allclose(np.array(back[0][1]), verts[0][1].astype(np.float32))
+    assert [len(b) for b in table.column("boxes").to_pylist()] == [2, 0, 1]
+    empty = to_table(objects, {"id": ["a", "b"], "boxes": [[], []], "verts": [[], []]})
+    assert empty.column("verts").to_pylist() == [[], []]
+    with pytest.raises(ValueError, match=r"objects: column 'boxes': expected \(\*, 4\) per row, found \(2, 3\) in row 0"):
+        to_table(objects, {"id": ["a", "b"], "boxes": [np.zeros((2, 3)), np.zeros((1, 4))], "verts": [[], []]})
