@@ -216,7 +216,8 @@ def finish_ingest(
         names = [v.video for v in videos if (v.sizes[:, 0] == 0).any()]
         report.warnings.append(
             f"{report.rows_without_image_size} rows ({len(names)} videos, e.g. {names[0]!r}) have no image size "
-            f"(no image beside the keypoints, none in the input, no --sizes entry): `dl3d smpl fit` needs "
+            f"(no image beside the keypoints or under --images, no size in the input, no --sizes entry): "
+            f"`dl3d smpl fit` needs "
             f"--image-width/--image-height for them, or re-ingest with --image-width/--image-height or --sizes")
     errors = [{"name": s.name, "reason": s.reason} for s in report.skipped]
     meta = write_keypoint_dataset(output_url, videos, cfg.videos_per_shard,
