@@ -278,27 +278,23 @@ def render_shapes_image(index: int, spec: ShapesSpec) -> dict:
 
 def shapes_table(indices: list[int], spec: ShapesSpec) -> pa.Table:
     """The ``object_images`` rows of the given image indices."""
-    from dl3d.data import tensor_to_arrow
+    from dl3d.data import to_table
     from dl3d.data.images import encode_png
     from dl3d.data.mesh_tables import OBJECT_IMAGES, encode_mask, pack_occupancy
 
     rows = [render_shapes_image(int(i), spec) for i in indices]
     s = spec.image_size
-    return pa.table({
-        "id": pa.array([f"shapes-{i:06d}" for i in indices], pa.string()),
-        "image": pa.array([encode_png(r["image"]) for r in rows], pa.binary()),
-        "width": pa.array([s] * len(rows), pa.int64()),
-        "height": pa.array([s] * len(rows), pa.int64()),
-        "intrinsics": tensor_to_arrow(np.stack([r["K"] for r in rows]).astype(np.float32)),
-        "labels": [[o["label"] for o in r["objects"]] for r in rows],
-        "boxes": [[o["box"].tolist() for o in r["objects"]] for r in rows],
-        "masks": [[encode_mask(o["mask"]) for o in r["objects"]] for r in rows],
-        "verts": [[o["verts"].astype(np.float32).tolist() for o in r["objects"]] for r in rows],
-        "faces": [[o["faces"].astype(np.int32).tolist() for o in r["objects"]] for r in rows],
-        "occupancy": [[pack_occupancy(o["occupancy"]) for o in r["objects"]] for r in rows],
-        "occupancy_size": pa.array([spec.occupancy_size] * len(rows), pa.int64()),
-        "occupancy_to_camera": [[o["T"].astype(np.float32).tolist() for o in r["objects"]] for r in rows],
-    }, schema=OBJECT_IMAGES.arrow_schema())
+
+    def per_object(key, fn=lambda v: v) -> list[list]:
+        return [[fn(o[key]) for o in r["objects"]] for r in rows]
+
+    return to_table(OBJECT_IMAGES, {
+        "id": [f"shapes-{i:06d}" for i in indices], "image": [encode_png(r["image"]) for r in rows],
+        "width": [s] * len(rows), "height": [s] * len(rows), "intrinsics": [r["K"] for r in rows],
+        "labels": per_object("label"), "boxes": per_object("box"), "masks": per_object("mask", encode_mask),
+        "verts": per_object("verts"), "faces": per_object("faces"), "occupancy": per_object("occupancy", pack_occupancy),
+        "occupancy_size": [spec.occupancy_size] * len(rows), "occupancy_to_camera": per_object("T"),
+    })
 
 
 def write_shapes_dataset(url: str, spec: ShapesSpec, *, storage_options: dict | None = None) -> dict:
