@@ -21,9 +21,8 @@ from __future__ import annotations
 import math
 
 import numpy as np
-import pyarrow as pa
 
-from dl3d.data import JobOutput, read_table, tensor_to_arrow
+from dl3d.data import JobOutput, read_table, to_table
 from dl3d.data.keypoint_tables import KEYPOINTS2D
 from dl3d.data.video_tables import VIDEOS
 from dl3d.video.decode import iter_frame_batches
@@ -73,23 +72,15 @@ class PoseDetectWorker(ShardWorker):
         for video in decode_videos_table(table, task.shard.url):
             self._detect_video(video, rows)
         n = len(rows["frame"])
-        kp = np.asarray(rows["keypoints"], np.float32).reshape(n, -1, 3)
         columns = {
-            "id": pa.array([f"{v}/0/{f:06d}" for v, f in zip(rows["video"], rows["frame"])], pa.string()),
-            "video": pa.array(rows["video"], pa.string()),
-            "track": pa.array(np.zeros(n, np.int64)),
-            "frame": pa.array(rows["frame"], pa.int64()),
-            "keypoints": pa.ListArray.from_arrays(pa.array(np.arange(n + 1, dtype=np.int32) * kp.shape[1]),
-                                                  tensor_to_arrow(kp.reshape(-1, 3))),
-            "keypoint_format": pa.array([self.config.keypoint_format] * n, pa.string()),
-            "image_width": pa.array(rows["width"], pa.int64()),
-            "image_height": pa.array(rows["height"], pa.int64()),
-            "focal_length": pa.array(rows["focal"], pa.float64()),
-            "fps": pa.array(rows["fps"], pa.float64()),
-            "status": pa.array(rows["status"], pa.string()),
-            "error": pa.array(rows["error"], pa.string()),
+            "id": [f"{v}/0/{f:06d}" for v, f in zip(rows["video"], rows["frame"])], "video": rows["video"],
+            "track": np.zeros(n, np.int64), "frame": rows["frame"],
+            "keypoints": np.asarray(rows["keypoints"], np.float32).reshape(n, -1, 3),
+            "keypoint_format": [self.config.keypoint_format] * n, "image_width": rows["width"],
+            "image_height": rows["height"], "focal_length": rows["focal"], "fps": rows["fps"],
+            "status": rows["status"], "error": rows["error"],
         }
-        out.write_part(task.shard.index, pa.table(columns, schema=KEYPOINTS2D.arrow_schema(list(columns))))
+        out.write_part(task.shard.index, to_table(KEYPOINTS2D, columns))
         return n
 
     def _detect_video(self, video: VideoRow, rows: dict[str, list]) -> None:
