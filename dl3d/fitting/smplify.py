@@ -260,8 +260,9 @@ def fit_smplify(kernel: nn.Module, keypoints: Any, fmt: str, track_index: Any, f
         allowed: such rows get status "nan_keypoints"); J = the format's joint count (25 for
         "body25" and "body25b", 17 for "coco17" and "posetrack").
     fmt: a name in ``dl3d.keypoints.FORMATS``; joints without an SMPL correspondence (PoseTrack's
-        head_bottom/head_top, BODY_25B's upper_neck/head_top) are ignored (confidence taken as 0). track_index: (N,) int, person track (ids unique within the batch).
-        frame: (N,) int frame numbers; consecutive numbers of a track are neighbours.
+        head_bottom/head_top, BODY_25B's upper_neck/head_top) are ignored (confidence taken as 0).
+    track_index: (N,) int, person track (ids unique within the batch).
+    frame: (N,) int frame numbers; consecutive numbers of a track are neighbours.
     focal: (N,) float pixels (or one scalar for all); principal_point: (N, 2) float pixels (or (2,)).
     cfg: ``SmplifyConfig`` (default ``SMPLIFY_PRESETS["default"]``); init: ``FitInit`` or None.
     prior: a loaded pose prior (default: ``cfg.gmm_path`` or the built-in fallback).

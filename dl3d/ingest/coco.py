@@ -111,7 +111,8 @@ def _layout(cat: dict, requested: str) -> _Layout:
     if dst is not None and len(declared) == FORMATS[dst].num_joints:
         return _Layout(dst, dst, len(declared), None, f"unknown keypoint names read in {FORMATS[dst].title} order "
                                                       f"(--keypoint-format {dst})")
-    unknown = [n for n in cat["keypoints"] if joint_alias(n) not in FORMATS["coco17"].joints + FORMATS["posetrack"].joints]
+    known = FORMATS["coco17"].joints + FORMATS["posetrack"].joints
+    unknown = [n for n in cat["keypoints"] if joint_alias(n) not in known]
     raise CocoFormatError(f"category {cat.get('name')!r} declares {len(declared)} keypoints with names dl3d does not "
                           f"know ({unknown[:4]}); only COCO-17 and PoseTrack names are read: pass --keypoint-format "
                           f"coco17 or posetrack to read 17 keypoints in that order")
@@ -254,7 +255,8 @@ def coco_videos(
     """Group images into videos, track the people and build each video's rows (format ``fmt``).
 
     Each row's image size is its image record's, else its image file's header under ``images_fs``
-    ((filesystem, root path) of ``cfg.images``), else the video's entry in ``sizes``, else the config's. Returns (video rows, number of images) per video and the images that could not be placed.
+    ((filesystem, root path) of ``cfg.images``), else the video's entry in ``sizes``, else the config's.
+    Returns (video rows, number of images) per video and the images that could not be placed.
     """
     groups: dict[str, list[_Image]] = {}
     skipped: list[SkippedInput] = []

@@ -104,7 +104,8 @@ def _parse(data: bytes | str, strict: bool = False) -> _Frame:
         frame.people.append(kp)
         frame.ids.append(_person_id(person.get("person_id")))
     if len({len(k) for k in frame.people}) > 1:
-        raise OpenPoseFormatError(f"people of one frame have different body models: {[3 * len(k) for k in frame.people]} numbers")
+        counts = [3 * len(k) for k in frame.people]
+        raise OpenPoseFormatError(f"people of one frame have different body models: {counts} numbers")
     return frame
 
 

@@ -39,7 +39,7 @@ from __future__ import annotations
 
 import dataclasses
 import posixpath
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any, Literal
 
 import numpy as np
@@ -279,7 +279,8 @@ def _sequence_rows(seq: str, frames: list[CameraFrame], fs, folder: str, folder_
         rows["tgt_image"].append(decoded[tgt.timestamp])
         rows["width"].append(w)
         rows["height"].append(h)
-        rows["intrinsics"].append(intrinsics_matrix(_stored_intrinsics(src.intrinsics, disk_size, size, cfg.crop), w, h))
+        normalised = _stored_intrinsics(src.intrinsics, disk_size, size, cfg.crop)
+        rows["intrinsics"].append(intrinsics_matrix(normalised, w, h))
         rows["src_pose"].append(src.pose)
         rows["tgt_pose"].append(tgt.pose)
     return rows

@@ -71,7 +71,8 @@ class VideoKeypoints:
             raise ValueError(f"video {self.video!r}: keypoints contain NaN or infinite values")
         sizes = self._sizes(n)
         order = np.lexsort((self.frames, self.tracks))
-        self.frames, self.tracks, self.keypoints, self.sizes = self.frames[order], self.tracks[order], kp[order], sizes[order]
+        self.frames, self.tracks, self.keypoints = self.frames[order], self.tracks[order], kp[order]
+        self.sizes = sizes[order]
         # Keypoints far outside the image (dl3d.data.keypoint_range) are corrupt numbers: missing, counted.
         known = (self.sizes > 0).all(1)[:, None]
         far = np.where(known, far_outside(self.keypoints, self.sizes[:, :1], self.sizes[:, 1:]), far_outside(self.keypoints))

@@ -111,7 +111,8 @@ class KeypointFormat:
         try:
             return self.joints.index(joint)
         except ValueError:
-            raise ValueError(f"format {self.name!r} has no joint {joint!r}; its joints: {', '.join(self.joints)}") from None
+            raise ValueError(f"format {self.name!r} has no joint {joint!r}; "
+                             f"its joints: {', '.join(self.joints)}") from None
 
     def has(self, joint: str) -> bool:
         return joint in self.joints
