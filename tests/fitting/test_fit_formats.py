@@ -79,7 +79,8 @@ def test_posetrack_fits_head_bottom_and_top_as_what_they_are(kernel, tmp_path):
 def test_body25b_fits_with_its_own_joint_map(kernel, tmp_path):
     video = _video(kernel, "body25b")
     write_openpose_video(str(tmp_path / "op"), "trial", video.keypoints2d[:, None])
-    report = ingest_openpose(str(tmp_path / "op"), str(tmp_path / "ds"), IngestConfig(image_width=1280, image_height=720))
+    report = ingest_openpose(str(tmp_path / "op"), str(tmp_path / "ds"),
+                             IngestConfig(image_width=1280, image_height=720))
     fmt, kp, pp = _read(str(tmp_path / "ds"))
     assert fmt == report.keypoint_format == "body25b"
     pa, err, _ = _score(kernel, video, kp, fmt, pp)

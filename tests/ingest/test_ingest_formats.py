@@ -37,7 +37,8 @@ def test_body25b_is_detected_kept_in_its_order_and_can_be_forced(tmp_path, helpe
         (tmp_path / "in" / "trial").mkdir(parents=True, exist_ok=True)
         (tmp_path / "in" / "trial" / f"trial_{f:012d}_keypoints.json").write_text(
             _people(_body25b(helpers, 300 + 5 * f, 400), _body25b(helpers, 700, 400)))
-    report = ingest_openpose(str(tmp_path / "in"), str(tmp_path / "ds"), IngestConfig(image_width=1000, image_height=800))
+    report = ingest_openpose(str(tmp_path / "in"), str(tmp_path / "ds"),
+                             IngestConfig(image_width=1000, image_height=800))
     assert report.keypoint_format == "body25b" and "OpenPose BODY_25B" in report.format_reason
     # keypoint 1 is the left eye, far from the midpoint of the right eye and the left shoulder: not a neck
     assert float(report.format_reason.split("sits ")[1].split(" ")[0]) > 0.3
@@ -93,7 +94,8 @@ def test_one_empty_person_is_skipped_and_counted_not_the_frame(tmp_path, helpers
         if f == 1:
             people.insert(1, {**helpers.openpose_person(a), "pose_keypoints_2d": []})
         helpers.write_frame(tmp_path / "in" / "v", "v", f, people)
-    report = ingest_openpose(str(tmp_path / "in"), str(tmp_path / "ds"), IngestConfig(image_width=800, image_height=600))
+    report = ingest_openpose(str(tmp_path / "in"), str(tmp_path / "ds"),
+                             IngestConfig(image_width=800, image_height=600))
     assert report.skipped == [] and report.people_without_keypoints == 1 and report.frames == 3
     [rows] = helpers.read_rows(str(tmp_path / "ds"))
     assert len(rows) == 6 and all(r["keypoints"][:, 2].max() > 0 for r in rows)
@@ -116,7 +118,8 @@ def test_file_names_of_other_tools_and_frame_order(tmp_path, helpers):
         (pose2sim / f"cam1_walk.{f + 10:04d}.json").write_text(_people(kp[f]))  # Pose2Sim NAME.NNNN.json
         (spin / f"im{f + 1:04d}_openpose.json").write_text(_people(kp[f]))  # SPIN *_openpose.json
     (pose2sim / "calib.json").write_text(json.dumps({"K": [1, 0, 0]}))  # not a keypoint file
-    report = ingest_openpose(str(tmp_path / "in"), str(tmp_path / "ds"), IngestConfig(image_width=640, image_height=480))
+    report = ingest_openpose(str(tmp_path / "in"), str(tmp_path / "ds"),
+                             IngestConfig(image_width=640, image_height=480))
     [rows] = helpers.read_rows(str(tmp_path / "ds"))
     got = {(r["video"], r["frame"]): r["keypoints"][8, 0] for r in rows}
     assert got == {("pose2sim_cam1", 10): 100, ("pose2sim_cam1", 11): 110, ("pose2sim_cam1", 12): 120,
@@ -217,7 +220,8 @@ def test_posetrack_is_read_by_name_with_per_image_sizes_and_counted_empty_people
     as_coco = ingest_coco(src, str(tmp_path / "ds2"), IngestConfig(keypoint_format="coco17"))
     [rows] = helpers.read_rows(str(tmp_path / "ds2"))
     assert as_coco.keypoint_format == "coco17" and not rows[0]["keypoints"][1:5].any()  # eyes, ears: missing
-    np.testing.assert_allclose(rows[0]["keypoints"][5:], np.asarray(helpers.coco17_pose(400, 400, 300, v=1)).reshape(17, 3)[5:],
+    truth = np.asarray(helpers.coco17_pose(400, 400, 300, v=1)).reshape(17, 3)
+    np.testing.assert_allclose(rows[0]["keypoints"][5:], truth[5:],
                                atol=1e-3)
 
 
