@@ -17,24 +17,14 @@ from __future__ import annotations
 from collections import defaultdict
 
 import numpy as np
-import pyarrow as pa
 import torch
 
-from dl3d.data import JobOutput, arrow_to_tensor, list_shards, read_table
-from dl3d.data.smpl_tables import SMPL_FIT
+from dl3d.data import JobOutput, arrow_to_tensor, list_shards, read_table, to_table
+from dl3d.data.smpl_tables import SMPL_FIT, SMPL_RENDER
 from dl3d.data.video_tables import VIDEOS
 from dl3d.video.rows import VideoRow, decode_videos_table
 from dl3d.workers.base import ShardTask, ShardWorker
 from dl3d.workers.video_config import SmplRenderConfig
-
-RENDER_INDEX = pa.schema([
-    pa.field("id", pa.string()), pa.field("video_path", pa.string()), pa.field("frames", pa.int64()),
-    pa.field("drawn", pa.int64()), pa.field("not_fitted", pa.int64()), pa.field("no_fit_row", pa.int64()),
-    pa.field("fps", pa.float64()), pa.field("status", pa.string()), pa.field("error", pa.string()),
-])
-"""One row per video of the fit shard: ``id`` (the video id), the MP4 path relative to the output
-prefix (null when nothing could be rendered), frame counts, the frame rate used, status
-(``ok``, ``no_video`` (not in ``--videos``), ``decode_error``, or the video's own non-ok status) and error."""
 
 SIDE_BACKGROUND = 96
 """Grey level of the side-view panel."""
@@ -87,11 +77,11 @@ class SmplRenderWorker(ShardWorker):
         by_video: dict[str, list[int]] = defaultdict(list)
         for i, v in enumerate(fit["video"]):
             by_video[v].append(i)
-        rows: dict[str, list] = {name: [] for name in RENDER_INDEX.names}
+        rows: dict[str, list] = {c.name: [] for c in SMPL_RENDER.columns}
         for n, (vid, idx) in enumerate(sorted(by_video.items())):
             rel = f"renders/part-{task.shard.index:05d}/{n:03d}.mp4"
             self._render_video(vid, np.asarray(idx), fit, rel, out, rows)
-        out.write_part(task.shard.index, pa.table(rows, schema=RENDER_INDEX))
+        out.write_part(task.shard.index, to_table(SMPL_RENDER, rows))
         return len(rows["id"])
 
     def _load_video(self, vid: str) -> VideoRow | None:

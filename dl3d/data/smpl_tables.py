@@ -147,3 +147,20 @@ SMPL_FIT = TableSchema(
         Column("mesh_path", pa.string(), required=False, doc="mesh file relative to the output prefix"),
     ),
 )
+
+SMPL_RENDER = TableSchema(
+    kind="smpl_render",
+    version=1,
+    doc="The index of `dl3d smpl render`: one row per video of the fit shard, accounting for every frame.",
+    columns=(
+        Column("id", pa.string(), doc="the video id"),
+        Column("video_path", pa.string(), doc="MP4 relative to the output prefix; null when nothing was rendered"),
+        Column("frames", pa.int64(), doc="frames of the video: drawn + not_fitted + no_fit_row"),
+        Column("drawn", pa.int64(), doc="frames with a mesh drawn"),
+        Column("not_fitted", pa.int64(), doc="frames whose fit row's status was not ok (kept as they are)"),
+        Column("no_fit_row", pa.int64(), doc="frames with no fit row"),
+        Column("fps", pa.float64(), doc="frame rate used"),
+        Column("status", pa.string(), doc="'ok', 'no_video' (not in --videos), 'decode_error' or the video's own status"),
+        Column("error", pa.string(), doc="the error text for a status other than 'ok'"),
+    ),
+)
