@@ -14,7 +14,7 @@ from typing import Any
 import pyarrow as pa
 
 from dl3d.config import opt
-from dl3d.data import DatasetWriter
+from dl3d.data import DatasetWriter, to_table
 from dl3d.data.video_tables import VIDEOS
 from dl3d.video.decode import DEFAULT_IMAGE_FPS, VideoInfo, VideoRef, probe_video
 from dl3d.video.sources import VideoSource, list_video_sources
@@ -93,7 +93,7 @@ def videos_table(items: list[tuple[VideoSource, VideoInfo, bytes | None]]) -> pa
         for name in ("container", "codec", "width", "height", "fps", "num_frames", "rotation", "focal_length",
                      "status", "error"):
             cols[name].append(getattr(info, name))
-    return pa.table(cols, schema=VIDEOS.arrow_schema())
+    return to_table(VIDEOS, cols)
 
 
 def ingest_videos(input_url: str, output_url: str, cfg: IngestVideosConfig | None = None,
