@@ -101,7 +101,7 @@ def amass_npz(global_orient: np.ndarray, body_pose: np.ndarray, transl: np.ndarr
 
 
 AMASS_INDEX_COLUMNS = ("id", "video", "track", "npz_path", "frames", "ok_frames", "status")
-"""The index table of an AMASS export shard: one row per (video, track)."""
+"""The index table of an AMASS export shard (``dl3d.data.smpl_tables.AMASS_INDEX``): one row per (video, track)."""
 
 
 def write_amass_shard(model, table, params, out, shard_index: int, fps: float, gender: str):
@@ -117,7 +117,8 @@ def write_amass_shard(model, table, params, out, shard_index: int, fps: float, g
     A track's shape is its first row's betas (``dl3d smpl fit`` shares one shape per track; with the
     per-frame preset the shapes differ and the index row says ``betas_vary``).
     """
-    import pyarrow as pa
+    from dl3d.data import to_table
+    from dl3d.data.smpl_tables import AMASS_INDEX
 
     n = len(params)
     cols = table.column_names
@@ -141,6 +142,4 @@ def write_amass_shard(model, table, params, out, shard_index: int, fps: float, g
                                                     sum(status[i] == "ok" for i in sel),
                                                     "betas_vary" if vary else "ok")):
             rows[key].append(value)
-    schema = pa.schema([("id", pa.string()), ("video", pa.string()), ("track", pa.int64()), ("npz_path", pa.string()),
-                        ("frames", pa.int64()), ("ok_frames", pa.int64()), ("status", pa.string())])
-    return pa.table(rows, schema=schema)
+    return to_table(AMASS_INDEX, rows)

@@ -164,3 +164,18 @@ SMPL_RENDER = TableSchema(
         Column("error", pa.string(), doc="the error text for a status other than 'ok'"),
     ),
 )
+
+AMASS_INDEX = TableSchema(
+    kind="smpl_export_amass",
+    version=1,
+    doc="The index of `dl3d smpl export --format amass-npz`: one row per (video, track).",
+    columns=(
+        Column("id", pa.string(), doc="'{video}/{track}'"),
+        Column("video", pa.string()),
+        Column("track", pa.int64()),
+        Column("npz_path", pa.string(), doc="the track's AMASS-style NPZ, relative to the output prefix"),
+        Column("frames", pa.int64(), doc="frames in the NPZ"),
+        Column("ok_frames", pa.int64(), doc="of those, frames whose row status was 'ok'"),
+        Column("status", pa.string(), doc="'ok', or 'betas_vary' when the track's rows hold different shapes"),
+    ),
+)

@@ -112,3 +112,10 @@ def test_two_free_dimensions_take_ragged_lists_of_ragged_arrays():
     assert empty.column("verts").to_pylist() == [[], []]
     with pytest.raises(ValueError, match=r"objects: column 'boxes': expected \(\*, 4\) per row, found \(2, 3\) in row 0"):
         to_table(objects, {"id": ["a", "b"], "boxes": [np.zeros((2, 3)), np.zeros((1, 4))], "verts": [[], []]})
+
+
+def test_amass_index_columns_are_the_declared_ones():
+    from dl3d.body.amass import AMASS_INDEX_COLUMNS
+    from dl3d.data.smpl_tables import AMASS_INDEX
+
+    assert AMASS_INDEX_COLUMNS == tuple(c.name for c in AMASS_INDEX.columns)
