@@ -22,9 +22,7 @@ def make_model(args: argparse.Namespace) -> int:
 def make_smpl_params(args: argparse.Namespace) -> int:
     from dl3d.synthetic.smpl_params import SmplParamsSpec, write_smpl_params_dataset
 
-    meta = write_smpl_params_dataset(args.out, dataclass_from_args(SmplParamsSpec, args))
-    print(f"wrote {meta['num_rows']} rows in {meta['num_shards']} shards to {args.out}")
-    return 0
+    return wrote(write_smpl_params_dataset(args.out, dataclass_from_args(SmplParamsSpec, args)), "rows", args.out)
 
 
 def make_smpl_video(args: argparse.Namespace) -> int:
@@ -42,8 +40,12 @@ def make_smpl_video(args: argparse.Namespace) -> int:
 def make_multiview(args: argparse.Namespace) -> int:
     from dl3d.synthetic.multiview import MultiviewSpec, write_multiview_dataset
 
-    meta = write_multiview_dataset(args.out, dataclass_from_args(MultiviewSpec, args))
-    print(f"wrote {meta['num_rows']} view pairs in {meta['num_shards']} shards to {args.out}")
+    return wrote(write_multiview_dataset(args.out, dataclass_from_args(MultiviewSpec, args)), "view pairs", args.out)
+
+
+def wrote(meta: dict, what: str, url: str) -> int:
+    """The line a ``data make`` command ends with, from the dataset's ``_dataset.json`` dict; returns 0."""
+    print(f"wrote {meta['num_rows']} {what} in {meta['num_shards']} shards to {url}")
     return 0
 
 
