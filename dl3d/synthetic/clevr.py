@@ -149,6 +149,7 @@ def render_scene(scene: ClevrScene, spec: ClevrSpec) -> tuple[np.ndarray, np.nda
     """(S, S, 3) uint8 image and (K, S, S) bool visible masks of one scene."""
     from pytorch3d.renderer import MeshRasterizer, RasterizationSettings
     from pytorch3d.structures import Meshes
+    from pytorch3d.transforms import euler_angles_to_matrix
 
     s = spec.image_size
     hi = 2 * s
@@ -162,8 +163,7 @@ def render_scene(scene: ClevrScene, spec: ClevrSpec) -> tuple[np.ndarray, np.nda
     offset = 4
     for k, (shape, pos, col, ang) in enumerate(zip(scene.shapes, scene.positions, scene.colors, scene.angles)):
         v, f = _primitive(shape, spec.object_size)
-        c, sn = math.cos(ang), math.sin(ang)
-        rz = torch.tensor([[c, -sn, 0.0], [sn, c, 0.0], [0.0, 0.0, 1.0]])
+        rz = euler_angles_to_matrix(torch.tensor([0.0, 0.0, ang], dtype=torch.float64), "XYZ").float()  # about z
         verts.append(v @ rz.T + torch.tensor(pos, dtype=torch.float32))
         faces.append(f + offset)
         owner.append(torch.full((f.shape[0],), k))

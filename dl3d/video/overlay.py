@@ -111,8 +111,10 @@ def side_view_vertices(vertices: torch.Tensor, centre: torch.Tensor) -> torch.Te
     vertices: (B, V, 3) camera frame, metres; centre: (B, 3) the point kept in place (the pelvis).
     Returns (B, V, 3): what a camera to the person's side would see, drawn with the same camera.
     """
-    c, s = math.cos(math.pi / 2), math.sin(math.pi / 2)
-    rot = torch.tensor([[c, 0.0, s], [0.0, 1.0, 0.0], [-s, 0.0, c]], dtype=vertices.dtype, device=vertices.device)
+    from pytorch3d.transforms import euler_angles_to_matrix
+
+    rot = euler_angles_to_matrix(torch.tensor([0.0, math.pi / 2, 0.0], dtype=torch.float64), "XYZ")  # about y
+    rot = rot.to(dtype=vertices.dtype, device=vertices.device)
     return (vertices - centre[:, None]) @ rot.T + centre[:, None]
 
 

@@ -50,3 +50,14 @@ def test_axis_angle_to_matrix_equals_the_kernel_rodrigues_with_finite_gradients_
     # d/d(delta) of R = I + [delta]_x at zero: the skew-symmetric part of the weights
     expected = torch.stack([weights[2, 1] - weights[1, 2], weights[0, 2] - weights[2, 0], weights[1, 0] - weights[0, 1]])
     torch.testing.assert_close(delta.grad, expected.expand(4, 3), rtol=1e-12, atol=1e-12)
+
+
+def test_side_view_turns_a_quarter_about_the_vertical_through_the_centre():
+    from dl3d.video.overlay import side_view_vertices
+
+    centre = torch.tensor([[0.5, -0.2, 3.0]], dtype=torch.float64)
+    pts = centre[:, None] + torch.tensor([[[1.0, 0.0, 0.0], [0.0, 2.0, 0.0], [0.0, 0.0, 1.0]]], dtype=torch.float64)
+    turned = side_view_vertices(pts, centre) - centre[:, None]
+    # R_y(pi/2) = [[0, 0, 1], [0, 1, 0], [-1, 0, 0]]: x -> -z, y stays, z -> x
+    torch.testing.assert_close(turned[0], torch.tensor([[0.0, 0.0, -1.0], [0.0, 2.0, 0.0], [1.0, 0.0, 0.0]],
+                                                       dtype=torch.float64), rtol=0, atol=1e-15)
