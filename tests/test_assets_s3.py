@@ -171,6 +171,20 @@ def test_perceptual_distance_weights_from_s3(s3_dir):
         load_perceptual_net(f"{s3_dir}/none.pth")
 
 
+def test_meshrcnn_init_weights_from_s3(s3_dir):
+    from dl3d.meshrcnn.train_step import load_init_weights
+
+    net = torch.nn.Sequential(torch.nn.Linear(3, 4), torch.nn.Linear(4, 2))
+    state = {k: torch.full_like(v, float(i + 1)) for i, (k, v) in enumerate(net.state_dict().items())}
+    del state["1.bias"]
+    url = fsx.write_file(f"{s3_dir}/init.pth", _torch_bytes({"model": state}))
+    with pytest.warns(UserWarning, match="1 entries left at their initialisation"):
+        assert load_init_weights(net, url, rcnn=True) == ["1.bias"]
+    assert torch.equal(net[1].weight, state["1.weight"]) and torch.equal(net[0].bias, state["0.bias"])
+    with pytest.raises(FileNotFoundError, match=re.escape(f"Mesh R-CNN init weights not found: {s3_dir}/none.pth")):
+        load_init_weights(net, f"{s3_dir}/none.pth", rcnn=True)
+
+
 # ---- checkpoints --------------------------------------------------------------------------------------
 
 

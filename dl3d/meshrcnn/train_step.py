@@ -12,7 +12,6 @@ every gradient is finite, with the learning rate warmed up linearly over ``warmu
 
 from __future__ import annotations
 
-import io
 import warnings
 
 import torch
@@ -51,10 +50,7 @@ def load_init_weights(module: nn.Module, url: str, *, rcnn: bool) -> list[str]:
     """
     from dl3d.data import fs as fsx
 
-    fs, path = fsx.resolve(url)
-    if not fsx.exists(fs, path):
-        raise FileNotFoundError(f"Mesh R-CNN init weights not found: {url}")
-    state = torch.load(io.BytesIO(fsx.get_bytes(fs, path)), map_location="cpu", weights_only=True)
+    state = torch.load(fsx.open_asset(url, what="Mesh R-CNN init weights"), map_location="cpu", weights_only=True)
     if isinstance(state, dict) and "model" in state and isinstance(state["model"], dict):
         state = state["model"]
     if not isinstance(state, dict) or not all(torch.is_tensor(v) for v in state.values()):
