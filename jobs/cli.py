@@ -135,6 +135,9 @@ COMMANDS: tuple[Row, ...] = (
     Command("data make multiview", "dl3d.jobs.commands:make_multiview",
             "rendered rooms seen from pairs of cameras (view_pairs, for SynSin)",
             args=(OUT,), config=("dl3d.synthetic.multiview:MultiviewSpec",)),
+    Command("data make shapes", "dl3d.jobs.meshrcnn_commands:make_shapes",
+            "rendered solids (cube, ellipsoid, cylinder, cone, torus) with masks, meshes, occupancy (for Mesh R-CNN)",
+            args=(OUT,), config=("dl3d.synthetic.shapes:ShapesSpec",)),
     Command("data make clevr", "dl3d.jobs.giraffe_commands:make_clevr",
             "CLEVR-like scenes under GIRAFFE's prior (images, with object truth), rendered with pytorch3d",
             args=(OUT,), config=("dl3d.synthetic.clevr:ClevrSpec",)),
@@ -143,7 +146,7 @@ COMMANDS: tuple[Row, ...] = (
             args=(INGEST_IN, arg("--output", required=True, help="output images dataset URL")),
             config=("dl3d.ingest.images:IngestImagesConfig",)),
     Command("ingest openpose", "dl3d.jobs.commands:ingest_openpose",
-            "OpenPose BODY_25 JSON: a folder of video folders of *_keypoints.json",
+            "OpenPose BODY_25 / BODY_25B / COCO-18 JSON: a folder of video folders of *_keypoints.json (or *.json)",
             args=(INGEST_IN, INGEST_OUT), config=("dl3d.ingest:IngestConfig",)),
     Command("ingest coco", "dl3d.jobs.commands:ingest_coco",
             "COCO-17 / PoseTrack keypoint JSON (a file or a folder of files)",
@@ -182,6 +185,9 @@ COMMANDS: tuple[Row, ...] = (
     BatchJob("synsin render", "dl3d.workers.synsin_render:SynSinRenderWorker",
              "dl3d.workers.synsin_config:SynSinRenderConfig",
              "SynSin mass view synthesis: views of every image along a trajectory"),
+    BatchJob("meshrcnn reconstruct", "dl3d.workers.meshrcnn_reconstruct:MeshRCNNReconstructWorker",
+             "dl3d.workers.meshrcnn_config:MeshRCNNReconstructConfig",
+             "Mesh R-CNN: per detection class, score, box, mask, dz and a camera-frame mesh of every image"),
     Command("giraffe plan", "dl3d.jobs.giraffe_commands:make_plan",
             "a giraffe_plan dataset: N samples (latent seeds) x K frames of one render program",
             args=(OUT,), config=("dl3d.workers.giraffe_config:GiraffePlanSpec",)),
@@ -205,6 +211,7 @@ GROUP_HELP: dict[str, str] = {
     "smpl": "SMPL bodies: fit to keypoints, export, evaluate",
     "synsin": "SynSin view synthesis",
     "pose": "2D pose detection on videos",
+    "meshrcnn": "Mesh R-CNN mesh reconstruction",
 }
 """One line of help per command group (a group missing here is described as '<name> commands')."""
 

@@ -111,3 +111,29 @@ def decode_objects(table: pa.Table, i: int, source: str) -> dict:
         out["occupancy"] = np.stack(occ) if occ else np.zeros((0, size, size, size), bool)
         out["occupancy_to_camera"] = T
     return out
+
+
+MESHRCNN_RECONSTRUCT = TableSchema(
+    kind="meshrcnn_reconstruct",
+    version=1,
+    doc="The index of `dl3d meshrcnn reconstruct`: one row per detection; an image without any gets one row.",
+    columns=(
+        Column("id", pa.string(), doc="'{image_id}/{detection:03d}', or '{image_id}/none' without a detection"),
+        Column("image_id", pa.string(), doc="id of the input image"),
+        Column("detection", pa.int64(), doc="detection index in descending score order; -1 when none"),
+        Column("label", pa.int64(), required=False, doc="class id (1..C); null when none"),
+        Column("class_name", pa.string(), required=False, doc="class name from the checkpoint's categories"),
+        Column("score", pa.float32(), required=False, doc="detection score in [0, 1]"),
+        Column("box", tensor_type((4,)), shape=(4,), required=False, doc="x1 y1 x2 y2, pixels of the input image"),
+        Column("mask", pa.binary(), required=False, doc="greyscale PNG at the input image's size (255 = object)"),
+        Column("dz", pa.float32(), required=False, doc="predicted depth extent, pixels (f * depth extent / centre depth)"),
+        Column("focal_length", pa.float32(), required=False, doc="focal length assumed for the placement, pixels"),
+        Column("object_distance", pa.float32(), required=False,
+               doc="centre depth the mesh was placed at, metres (depth is predicted only up to scale)"),
+        Column("mesh_path", pa.string(), required=False, doc="PLY/OBJ relative to the output prefix, camera frame, metres"),
+        Column("num_verts", pa.int64(), required=False),
+        Column("num_faces", pa.int64(), required=False),
+        Column("status", pa.string(), doc="'ok', 'no_detection' or 'bad_image'"),
+        Column("error", pa.string(), required=False, doc="the error text for 'bad_image'"),
+    ),
+)

@@ -1,0 +1,18 @@
+"""The Mesh R-CNN rows of the ``dl3d`` CLI table that are not batch jobs: rendered shapes data."""
+
+from __future__ import annotations
+
+import argparse
+
+from dl3d.jobs.cli_args import dataclass_from_args
+
+
+def make_shapes(args: argparse.Namespace) -> int:
+    from dl3d.synthetic.shapes import ShapesSpec, write_shapes_dataset
+
+    spec = dataclass_from_args(ShapesSpec, args)
+    meta = write_shapes_dataset(args.out, spec)
+    print(f"wrote {meta['num_rows']} images of {spec.min_objects}-{spec.max_objects} solids "
+          f"({spec.image_size}x{spec.image_size}; classes {', '.join(meta['categories'])}) "
+          f"in {meta['num_shards']} shards to {args.out}")
+    return 0
