@@ -27,7 +27,11 @@ __all__ = [
 
 STATUSES: tuple[str, ...] = ("ok", "no_keypoints", "nan_keypoints", "too_few_keypoints", "nonfinite_fit")
 """Per-row fit status. Only "ok" rows enter the data term; the others still get parameters (from
-their track's neighbours and the priors) but should not be trusted."""
+their track's neighbours and the priors) but should not be trusted. "nonfinite_fit" is set after the
+fit, on a row whose parameters, joints or loss came out NaN or infinite (its numbers are not to be
+used). It should not happen: keypoints far outside the image are dropped as missing
+(``dl3d.data.keypoint_range``), residuals are clamped before squaring and a row's non-finite
+gradients are zeroed, so such a row no longer poisons its track's shared shape or its neighbours."""
 
 
 def clean_keypoints(keypoints: Tensor) -> tuple[Tensor, Tensor, Tensor]:
