@@ -55,6 +55,7 @@ bench: setup
 	$(BIN)/python bench/smplify_throughput.py
 	$(BIN)/python bench/smplify_accuracy.py
 	$(BIN)/python bench/synsin_training.py
+	$(BIN)/python bench/pose_detect.py
 
 clean:
 	rm -rf $(DEMO) $(DEMO_VIDEO) .pytest_cache

@@ -188,6 +188,8 @@ def encode_video(frames: Iterator[np.ndarray] | list[np.ndarray], fps: float, fm
                 stream.width, stream.height = size[1] // 2 * 2, size[0] // 2 * 2
                 stream.pix_fmt = "yuv420p"
                 if codec == "libx264":
+                    # note: libx264 output here is not bit-exact run to run (seen even single-threaded),
+                    # so equal videos are compared by their decoded frames, not their bytes
                     stream.options = {"crf": str(crf)}
             elif frame.shape != size:
                 raise ValueError(f"frame {n} has shape {frame.shape}, the first frame {size}")

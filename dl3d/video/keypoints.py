@@ -24,6 +24,8 @@ from __future__ import annotations
 
 import numpy as np
 
+from dl3d.keypoints.formats import get_format
+
 BLAZEPOSE_33: tuple[str, ...] = (
     "nose", "left_eye_inner", "left_eye", "left_eye_outer", "right_eye_inner", "right_eye", "right_eye_outer",
     "left_ear", "right_ear", "mouth_left", "mouth_right", "left_shoulder", "right_shoulder", "left_elbow",
@@ -33,19 +35,11 @@ BLAZEPOSE_33: tuple[str, ...] = (
 )
 """BlazePose landmark names in output order (``PoseLandmark`` enum, lower-cased)."""
 
-COCO_17: tuple[str, ...] = (
-    "nose", "left_eye", "right_eye", "left_ear", "right_ear", "left_shoulder", "right_shoulder", "left_elbow",
-    "right_elbow", "left_wrist", "right_wrist", "left_hip", "right_hip", "left_knee", "right_knee", "left_ankle",
-    "right_ankle",
-)
-"""COCO-17 keypoint names in order."""
+COCO_17: tuple[str, ...] = get_format("coco17").joints
+"""COCO-17 keypoint names in order (the record in ``dl3d.keypoints.formats``, the one home of formats)."""
 
-BODY_25: tuple[str, ...] = (
-    "Nose", "Neck", "RShoulder", "RElbow", "RWrist", "LShoulder", "LElbow", "LWrist", "MidHip", "RHip", "RKnee",
-    "RAnkle", "LHip", "LKnee", "LAnkle", "REye", "LEye", "REar", "LEar", "LBigToe", "LSmallToe", "LHeel",
-    "RBigToe", "RSmallToe", "RHeel",
-)
-"""OpenPose BODY_25 keypoint names in order."""
+BODY_25: tuple[str, ...] = get_format("body25").spelled
+"""OpenPose BODY_25 keypoint names in order, as OpenPose spells them (``dl3d.keypoints.formats``)."""
 
 DERIVE_MIN_VISIBILITY = 0.5
 """A derived joint exists only when both parents have at least this visibility (MediaPipe's own

@@ -108,3 +108,13 @@ def test_listing_errors_are_named(tmp_path):
     write_video(tmp_path / "x.avi", gradient_frames(2, 32, 32), 25, "mpeg4")
     with pytest.raises(ValueError, match="the same id 'x'"):
         list_video_sources(str(tmp_path))
+
+
+def test_cli_ingest_videos_prints_the_bad_files(folder, tmp_path, capsys):
+    from dl3d.jobs.cli import main
+
+    assert main(["ingest", "videos", "--input", str(folder), "--output", str(tmp_path / "ds"),
+                 "--videos-per-shard", "2"]) == 0
+    printed = capsys.readouterr().out
+    assert "6 videos, 40 frames in 3 shards" in printed and "notes: unreadable" in printed
+    assert len(list((tmp_path / "ds").glob("part-*.parquet"))) == 3
