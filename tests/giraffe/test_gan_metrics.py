@@ -88,3 +88,27 @@ def test_random_features_are_seeded_and_separate_image_sets():
     far, _ = kid(fa[0], fb, block_size=24)
     assert far > 20 * max(abs(near), 1e-4)
     assert math.isfinite(fid(fa[0], fb)) and fid(fa[0], fb) > fid(fa[0], fa[1])
+
+
+@pytest.mark.slow  # builds and saves a 24 M-parameter network (~100 MB)
+def test_fid_inception_loads_a_pytorch_fid_layout_state_dict_and_rejects_others(tmp_path):
+    from dl3d.metrics.fid_inception import fid_inception_v3, load_fid_inception
+
+    torch.manual_seed(0)
+    net = fid_inception_v3()
+    state = net.state_dict()
+    assert state["fc.weight"].shape == (1008, 2048) and "Mixed_7c.branch_pool.conv.weight" in state
+    assert not any(k.startswith("AuxLogits") for k in state), "pytorch-fid's network has no aux classifier"
+    torch.save(state, tmp_path / "fid.pth")
+    feats = load_fid_inception(str(tmp_path / "fid.pth"))
+    with torch.no_grad():
+        out = feats(torch.rand(1, 3, 32, 32))
+    assert out.shape == (1, 2048) and bool(torch.isfinite(out).all())
+    torch.save({"conv.weight": torch.zeros(1)}, tmp_path / "other.pth")
+    with pytest.raises(ValueError, match="do not fit the FID Inception network"):
+        load_fid_inception(str(tmp_path / "other.pth"))
+    (tmp_path / "junk.pth").write_bytes(b"junk")
+    with pytest.raises(ValueError, match="junk.pth: not a readable torch file"):
+        load_fid_inception(str(tmp_path / "junk.pth"))
+    with pytest.raises(FileNotFoundError, match="Inception weights file not found"):
+        load_fid_inception(str(tmp_path / "missing.pth"))
