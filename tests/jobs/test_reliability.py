@@ -342,6 +342,8 @@ def test_unusable_outputs_are_refused_before_ray_starts(params_input, body_model
     base = ["smpl", "export", "--input", params_input, "--model", body_model_path, "--no-progress"]
     assert main([*base, "--output", str(a_file)]) == 2
     assert f"dl3d: error: cannot use the output {a_file}: it is a file" in capsys.readouterr().err
+    with pytest.raises(OutputUnusable, match="it is a file"):
+        take_output(JobOutput(str(a_file)), job_spec("j", SmplExportConfig(model="m.pkl"), params_input), "r", False)
     assert main([*base, "--output", str(a_file / "sub")]) == 2
     assert "a file stands where a folder is needed" in capsys.readouterr().err
 

@@ -83,6 +83,10 @@ def test_a_second_live_run_on_the_same_output_is_refused(job_assets, tmp_path):
     assert first.returncode == 0, stdout
     assert not (out / "_lease.json").exists()
     assert EXPORT.check_files(out) == 4 * 30, "every mesh from the first run, none mixed in"
+    job = (out / "_job.json").read_bytes()
+    other = subprocess.run([*cmd, "--meshes", "none"], env=_env(), capture_output=True, text=True, timeout=120)
+    assert other.returncode == 2 and "--meshes was 'ply', now 'none'" in other.stderr, other.stderr
+    assert (out / "_job.json").read_bytes() == job, "a refused run does not rewrite _job.json"
 
 
 @pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGINT], ids=["SIGTERM", "SIGINT"])
