@@ -161,7 +161,7 @@ def evaluate_set(modules: Modules, batches: Iterable[Batch], cfg: GiraffeConfig)
     real_all, fake_all = torch.cat(real_f), torch.cat(fake_f)
     k, k_std = kid(real_all, fake_all, block_size=cfg.eval_block_size)
     return {f"kid{suffix}": k, f"kid{suffix}_std": k_std, f"fid{suffix}": fid(real_all, fake_all),
-            "eval_images": float(real_all.shape[0])}
+            "images": float(real_all.shape[0])}
 
 
 GIRAFFE_FAMILY = ModelFamily(

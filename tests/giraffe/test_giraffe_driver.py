@@ -40,7 +40,7 @@ def test_cpu_small_trains_with_set_level_metrics_and_its_checkpoint_renders(clev
     last = result.metrics[-1]
     for key in ("g_loss", "d_real", "d_fake", "d_r1", "eval_kid_randfeat", "eval_fid_randfeat", "eval_d_prob_real"):
         assert key in last and np.isfinite(float(last[key])), (key, last)
-    assert float(last["eval_eval_images"]) == 4, "every held-out image (the last shard) is in the set"
+    assert float(last["eval_images"]) == 4, "every held-out image (the last shard) is in the set"
     gen, cfg = load_giraffe_generator(read_checkpoint(result.checkpoint))
     state = read_checkpoint(result.checkpoint)["modules"]["generator"]
     assert torch.equal(gen.object_field.fc_in.weight, state["ema.object_field__fc_in__weight"]), "EMA weights"
