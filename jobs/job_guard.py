@@ -18,6 +18,7 @@ from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import pyarrow as pa
+import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from dl3d.data import DataError, JobOutput, Shard
@@ -62,9 +63,13 @@ def check_input(url: str, shards: list[Shard], threads: int = 16) -> dict[str, A
         counts = ", ".join(f"{s.name}: {n}" for s, (n, _) in list(zip(shards, per_shard))[:8])
         raise DataError(where, f"declares {meta['num_rows']} rows, the shards hold {rows} ({counts}"
                                f"{' ...' if len(shards) > 8 else ''})")
+    id_arrays = [ids for _, ids in per_shard if ids is not None]
+    every = pa.chunked_array(id_arrays, pa.string()) if id_arrays else pa.chunked_array([], pa.string())
+    if len(pc.unique(every)) == len(every):  # the usual case, in Arrow's C++: no Python string per row
+        return {"rows": rows, "unreadable": unreadable, "declared": meta}
     seen: dict[str, tuple[int, int]] = {}
     for shard, (_, ids) in zip(shards, per_shard):
-        for row, i in enumerate(ids or ()):
+        for row, i in enumerate(ids.to_pylist() if ids is not None else ()):
             if i in seen:
                 first, first_row = seen[i]
                 raise DataError(shard.url, f"column 'id': row {row} repeats id {i!r} of part-{first:05d} row "
@@ -73,14 +78,14 @@ def check_input(url: str, shards: list[Shard], threads: int = 16) -> dict[str, A
     return {"rows": rows, "unreadable": unreadable, "declared": meta}
 
 
-def _rows_and_ids(shard: Shard) -> tuple[int | None, list[str] | None]:
+def _rows_and_ids(shard: Shard) -> tuple[int | None, pa.Array | None]:
     fs, path = fsx.resolve(shard.url)
     try:
         with fs.open(path, "rb") as f:
             pf = pq.ParquetFile(f)
             if "id" not in pf.schema_arrow.names:
                 return pf.metadata.num_rows, None
-            return pf.metadata.num_rows, [str(x) for x in pf.read(columns=["id"]).column("id").to_pylist()]
+            return pf.metadata.num_rows, pf.read(columns=["id"]).column("id").combine_chunks().cast(pa.string())
     except (OSError, ValueError, pa.ArrowException):  # its worker says what is wrong with it, for that shard only
         return None, None
 
