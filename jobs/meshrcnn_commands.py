@@ -1,4 +1,4 @@
-"""The Mesh R-CNN rows of the ``dl3d`` CLI table that are not batch jobs: rendered shapes data."""
+"""The Mesh R-CNN rows of the ``dl3d`` CLI table that are not batch jobs: rendered shapes data, Pix3D ingest."""
 
 from __future__ import annotations
 
@@ -15,4 +15,15 @@ def make_shapes(args: argparse.Namespace) -> int:
     print(f"wrote {meta['num_rows']} images of {spec.min_objects}-{spec.max_objects} solids "
           f"({spec.image_size}x{spec.image_size}; classes {', '.join(meta['categories'])}) "
           f"in {meta['num_shards']} shards to {args.out}")
+    return 0
+
+
+def ingest_pix3d(args: argparse.Namespace) -> int:
+    from dl3d.ingest.pix3d import IngestPix3DConfig
+    from dl3d.ingest.pix3d import ingest_pix3d as run
+
+    report = run(args.input, args.output, dataclass_from_args(IngestPix3DConfig, args))
+    print(report.summary())
+    for item in report.skipped:
+        print(f"  skipped {item.name}: {item.reason}")
     return 0

@@ -180,10 +180,11 @@ class ShapesSpec:
     min_objects: int = opt(1, "fewest objects per image")
     max_objects: int = opt(1, "most objects per image")
     fov_deg: float = opt(50.0, "field of view, degrees (square pixels, centred principal point)")
-    min_depth: float = opt(2.2, "nearest object centre, metres")
-    max_depth: float = opt(2.8, "farthest object centre, metres")
-    min_size: float = opt(0.35, "smallest half-extent of an object's longest axis, metres")
-    max_size: float = opt(0.6, "largest half-extent of an object's longest axis, metres")
+    min_depth: float = opt(2.5, "nearest object centre, metres (a depth range with a size range makes the "
+                                "depth of a single image ambiguous; ShapeNet renders sit at a near-fixed distance)")
+    max_depth: float = opt(2.5, "farthest object centre, metres")
+    min_size: float = opt(0.5, "smallest half-extent of an object's longest axis, metres")
+    max_size: float = opt(0.5, "largest half-extent of an object's longest axis, metres")
     occupancy_size: int = opt(32, "side R of each object's stored occupancy grid")
     kinds: tuple[str, ...] = opt(KINDS, "solids to draw from (class id = position in KINDS + 1)")
 
