@@ -118,3 +118,21 @@ def test_cli_ingest_videos_prints_the_bad_files(folder, tmp_path, capsys):
     printed = capsys.readouterr().out
     assert "6 videos, 40 frames in 3 shards" in printed and "notes: unreadable" in printed
     assert len(list((tmp_path / "ds").glob("part-*.parquet"))) == 3
+
+
+def test_videos_stream_from_s3(s3_server, folder, tmp_path):
+    """Listing, probing and decoding through s3fs file objects (a moto S3 server), no local copy."""
+    import s3fs
+
+    fs = s3fs.S3FileSystem(client_kwargs={"endpoint_url": s3_server}, skip_instance_cache=True)
+    fs.put(str(folder / "walk" / "a.mp4"), "dl3d-test/video-src/walk/a.mp4")
+    fs.put(str(folder / "seq"), "dl3d-test/video-src/seq", recursive=True)
+    report = ingest_videos("s3://dl3d-test/video-src", "s3://dl3d-test/video-ds", IngestVideosConfig(image_fps=10.0))
+    assert report.videos == 2 and report.frames == 17 + 12 and not report.bad
+    with fs.open("dl3d-test/video-ds/part-00000.parquet", "rb") as f:
+        rows = {r["id"]: r for r in pq.read_table(f).to_pylist()}
+    assert rows["walk/a"]["url"] == "s3://dl3d-test/video-src/walk/a.mp4"
+    assert (rows["walk/a"]["num_frames"], rows["walk/a"]["width"], rows["seq"]["num_frames"]) == (17, 176, 12)
+    batches = list(iter_frame_batches(VideoRef("a", url=rows["walk/a"]["url"]), 8))
+    local = np.concatenate(list(iter_frame_batches(VideoRef("a", url=str(folder / "walk" / "a.mp4")), 8)))
+    np.testing.assert_array_equal(np.concatenate(batches), local)
