@@ -289,7 +289,10 @@ def _dispatch(todo: list[Shard], actors: list, out: JobOutput, output_url: str, 
     while inflight or (queue and (idle or recovering)):
         if lease.lost.is_set() and not report.aborted:
             report.aborted = "another run took over the lease on the output; no shard was started after that"
+        if report.aborted:  # let the shards in flight finish, start no other
             queue.clear()
+            if not inflight:
+                break
         while queue and idle:
             shard, attempt = queue.popleft()
             _record(report, f"(partial files of part-{shard.index:05d})", lambda: out.clear_leftovers(shard.index))

@@ -125,3 +125,34 @@ def test_s3_gone_mid_job_still_gives_a_summary(local_ray, job_assets, tmp_path, 
     assert "NOT RECORDED: s3://gone/out/_job.json" in text and "NOT RECORDED: s3://gone/out/_errors/" in text
     assert text.endswith("status: FAILED")
     assert time.time() - started < 240
+
+
+def test_a_run_that_loses_its_lease_stops_starting_shards(local_ray, job_assets, tmp_path, monkeypatch):
+    """Its lease taken by another run (it stalled past the expiry), a run starts no more shards, leaves
+    that run's _job.json alone and exits 1 saying why."""
+    from faulty_workers import poisoned
+
+    import dl3d.jobs.runner as runner_mod
+    from dl3d.jobs.job_guard import take_output
+
+    src, out = tmp_path / "in", tmp_path / "out"
+    EXPORT.make_input(str(src), job_assets, 6)
+    monkeypatch.setattr(runner_mod, "take_output", lambda *a: take_output(*a, ttl_s=0.4))  # renewed every 0.1 s
+
+    def steal():
+        deadline = time.time() + 120
+        while not (out / "_committed" / "part-00000.json").exists() and time.time() < deadline:
+            time.sleep(0.02)
+        rec = json.loads((out / "_lease.json").read_text()) | {"run_id": "other-run"}
+        (out / "_lease.json").write_text(json.dumps(rec))
+
+    thief = threading.Thread(target=steal, daemon=True)
+    thief.start()
+    report = run_shards("export", poisoned(EXPORT.worker(), slow_seconds=1.0), EXPORT.config(job_assets), str(src),
+                        str(out), _runner(workers=1))
+    thief.join(timeout=1)
+    assert report.exit_code == 1 and report.aborted.startswith("another run took over the lease")
+    assert 1 <= report.count("ok") < 6 and report.count("not_run") == 6 - report.count("ok")
+    assert "ABORTED: another run took over the lease" in report.summary()
+    assert json.loads((out / "_lease.json").read_text())["run_id"] == "other-run", "the new holder's lease stays"
+    assert json.loads((out / "_job.json").read_text())["status"] == "running", "its _job.json is not ours to write"
