@@ -54,10 +54,23 @@ def test_every_preset_builds_and_cpu_small_runs():
             warnings.simplefilter("ignore")
             models = build_synsin(cfg, load_perceptual=False)
         assert models["config"] is cfg, name
+        assert ("discriminator" in models and models["discriminator"] is not None) == cfg.uses_discriminator, name
     cfg = SYNSIN_PRESETS["cpu-small"]
-    g = build_synsin(cfg, load_perceptual=False)["generator"]
+    torch.manual_seed(0)
+    g = build_synsin(cfg, load_perceptual=False)["generator"].eval()
     n_params = sum(p.numel() for p in g.parameters())
     assert n_params < 1_000_000  # measured 423,143
+    # It runs: two target views of one 32x32 image, the identity and a 0.3 m sideways move.
+    h, w = cfg.image_height, cfg.image_width
+    K = torch.tensor([[[float(w), 0, w / 2], [0, float(w), h / 2], [0, 0, 1]]])
+    move = torch.eye(4)
+    move[0, 3] = 0.3
+    poses = torch.stack([torch.eye(4), move])[None]
+    with torch.no_grad():
+        views = g.synthesize(torch.rand(1, 3, h, w), K, poses)
+    assert views.shape == (1, 2, 3, h, w) and torch.isfinite(views).all()
+    assert views.min() >= 0 and views.max() <= 1
+    assert (views[0, 0] - views[0, 1]).abs().mean() > 1e-4, "the target pose must change the rendered view"
 
 
 @pytest.mark.parametrize("changes,message", [
