@@ -25,8 +25,8 @@ import numpy as np
 from dl3d.data import JobOutput, read_table, to_table
 from dl3d.data.keypoint_tables import KEYPOINTS2D
 from dl3d.data.video_tables import VIDEOS
+from dl3d.keypoints.formats import get_format
 from dl3d.video.decode import iter_frame_batches
-from dl3d.video.keypoints import TARGETS, blazepose_to
 from dl3d.video.rows import VideoRow, decode_videos_table
 from dl3d.workers.base import ShardTask, ShardWorker
 from dl3d.workers.video_config import PoseDetectConfig
@@ -84,7 +84,7 @@ class PoseDetectWorker(ShardWorker):
         return n
 
     def _detect_video(self, video: VideoRow, rows: dict[str, list]) -> None:
-        joints = len(TARGETS[self.config.keypoint_format][0])
+        joints = get_format(self.config.keypoint_format).num_joints
         focal = self.config.focal_length or video.focal_length
 
         def add(frame: int, kp: np.ndarray, width, height, status: str, error: str | None) -> None:
@@ -105,7 +105,7 @@ class PoseDetectWorker(ShardWorker):
         frame = 0
         try:
             for batch in iter_frame_batches(video.ref, self.config.batch_size):
-                kp = blazepose_to(self.detector.detect(batch), self.config.keypoint_format)
+                kp = self.detector.to_format(self.detector.detect(batch), self.config.keypoint_format)
                 h, w = batch.shape[1:3]
                 for k in kp:
                     found = bool((k[:, 2] > 0).any())

