@@ -180,6 +180,43 @@ def test_contract_dead_worker_is_replaced_and_failing_shard_is_recorded(local_ra
 
 @pytest.mark.slow
 def test_contract_killed_driver_resumes_through_the_cli(mr_assets, tmp_path):
-    from test_resume_cli import test_killed_run_resumes_without_recomputing_or_duplicating as contract
+    """As tests/jobs/test_resume_cli.py does for export: SIGKILL the driver after two committed shards,
+    run the same command again: committed shards are skipped, every row is there exactly once."""
+    import json
+    import os
+    import signal
+    import subprocess
+    import time
 
-    contract(RECONSTRUCT, mr_assets, tmp_path)
+    from test_resume_cli import _dl3d, _markers
+
+    shards = 6
+    src, out = tmp_path / "input", tmp_path / "out"
+    rows = RECONSTRUCT.make_input(str(src), mr_assets, shards)
+    cmd = _dl3d(*RECONSTRUCT.cli, "--input", str(src), "--output", str(out), *RECONSTRUCT.cli_args(mr_assets),
+                "--workers", "1", "--no-progress")
+    env = os.environ | {"RAY_AUTH_MODE": "disabled"}
+    proc = subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, start_new_session=True)
+    deadline = time.time() + 300
+    while len(_markers(out)) < 2:
+        if proc.poll() is not None:
+            pytest.fail("the job ended before it could be killed:\n" + proc.stdout.read().decode())
+        if time.time() > deadline:
+            proc.kill()
+            pytest.fail("no shard committed within 300 s")
+        time.sleep(0.02)
+    os.kill(proc.pid, signal.SIGKILL)
+    proc.wait()
+    before = {p.name: p.read_bytes() for p in _markers(out)}
+    assert 2 <= len(before) < shards, f"killed after {len(before)} of {shards} shards"
+    done = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stdout + done.stderr
+    after = {p.name: p.read_bytes() for p in _markers(out)}
+    assert sorted(after) == [f"part-{i:05d}.json" for i in range(shards)]
+    for name, content in before.items():
+        assert after[name] == content, f"{name} was recomputed"
+    job = json.loads((out / "_job.json").read_text())
+    assert job["counts"]["skipped"] >= len(before)
+    ids = [i for p in sorted(out.glob("part-*.parquet")) for i in pq.read_table(p).column("id").to_pylist()]
+    assert len(ids) == rows and len(set(ids)) == rows, "every row exactly once"
+    assert RECONSTRUCT.check_files(out) == rows
