@@ -1,5 +1,5 @@
-"""Every batch job keeps the runner's contract: S3 output identical to local, dead workers replaced,
-failing shards recorded under _errors/ while the others complete."""
+"""Every batch job keeps the runner's contract: S3 output identical to local, a second run skips every
+committed shard, dead workers replaced, failing shards recorded under _errors/ while the others complete."""
 
 from __future__ import annotations
 
@@ -17,6 +17,12 @@ def _runner(**kw) -> RunnerConfig:
     return RunnerConfig(**({"workers": 2, "progress": False} | kw))
 
 
+def _outputs(root) -> dict[str, bytes]:
+    """Every output file and commit marker (not the run records: _job.json, leases)."""
+    return {p.relative_to(root).as_posix(): p.read_bytes() for p in root.rglob("*")
+            if p.is_file() and (not p.relative_to(root).parts[0].startswith("_") or p.parts[-2] == "_committed")}
+
+
 @pytest.fixture(scope="module")
 def inputs(tmp_path_factory, job_assets) -> dict[str, tuple[str, int]]:
     root = tmp_path_factory.mktemp("contract-inputs")
@@ -32,6 +38,10 @@ def test_output_over_s3_is_identical_to_local(case: JobCase, local_ray, s3_serve
     cfg = case.config(job_assets)
     local = run_shards(case.name, case.worker(), cfg, src, str(tmp_path / "local"), _runner())
     assert local.exit_code == 0 and local.rows == rows
+    before = _outputs(tmp_path / "local")
+    again = run_shards(case.name, case.worker(), cfg, src, str(tmp_path / "local"), _runner())
+    assert again.exit_code == 0 and again.count("skipped") == 3 and again.count("ok") == 0 and again.rows == 0
+    assert _outputs(tmp_path / "local") == before, "a second run of the same job rewrote committed outputs"
     fs = s3fs.S3FileSystem(client_kwargs={"endpoint_url": s3_server}, skip_instance_cache=True)
     fs.put(src, f"dl3d-test/{case.name}-in", recursive=True)
     remote = run_shards(case.name, case.worker(), cfg, f"s3://dl3d-test/{case.name}-in",
@@ -64,7 +74,7 @@ def test_dead_worker_is_replaced_and_failing_shard_is_recorded(case: JobCase, lo
     assert by_index[1].status == "failed" and by_index[1].attempts == 3
     err = json.loads((out / "_errors" / "part-00001.json").read_text())
     assert "poison shard 1 always fails" in err["error"] and err["attempts"] == 3
-    assert sorted(p.name for p in (out / "_committed").iterdir()) == ["part-00000.json", "part-00002.json"]
+    assert sorted(p.name for p in (out / "_committed").glob("part-*.json")) == ["part-00000.json", "part-00002.json"]
     assert json.loads((out / "_committed" / "part-00000.json").read_text())["attempt"] == 2
     summary = report.summary()
     assert "FAILED part-00001 after 3 attempt(s)" in summary and "poison shard 1 always fails" in summary
