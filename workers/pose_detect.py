@@ -11,6 +11,8 @@ Output rows are those of ``keypoints2d`` (``dl3d smpl fit`` reads them unchanged
   its reason stays in the videos dataset's ``status``/``error``. A video that ingest read but that
   fails now (changed or removed since) gets ``decode_error`` rows for the frames ingest counted.
 
+Frames are turned upright by the video's display rotation first (``--no-upright`` keeps them as
+stored); image sizes and keypoints are those of the frames the detector saw.
 BlazePose follows one person: ``track`` is always 0 (kept so a multi-person detector fits in).
 The focal length of each row is ``--focal-length``, else the videos dataset's, else the image
 diagonal in pixels (written into the row, so the fit uses the same value).
@@ -18,6 +20,7 @@ diagonal in pixels (written into the row, so the fit uses the same value).
 
 from __future__ import annotations
 
+import dataclasses
 import math
 
 import numpy as np
@@ -99,12 +102,15 @@ class PoseDetectWorker(ShardWorker):
             rows["error"].append(error)
 
         missing = np.zeros((joints, 3), np.float32)
+        rotation = video.rotation if self.config.upright else 0
+        if rotation % 180:  # the frames are turned on their side: so is the image size of decode_error rows
+            video = dataclasses.replace(video, width=video.height, height=video.width)
         if not video.usable:
             return
         self.detector.reset()
         frame = 0
         try:
-            for batch in iter_frame_batches(video.ref, self.config.batch_size):
+            for batch in iter_frame_batches(video.ref, self.config.batch_size, rotation=rotation):
                 kp = self.detector.to_format(self.detector.detect(batch), self.config.keypoint_format)
                 h, w = batch.shape[1:3]
                 for k in kp:

@@ -115,7 +115,8 @@ class SmplRenderWorker(ShardWorker):
         def frames():
             start = 0
             try:
-                for batch in iter_frame_batches(video.ref, self.config.batch_size):
+                rotation = video.rotation if self.config.upright else 0
+                for batch in iter_frame_batches(video.ref, self.config.batch_size, rotation=rotation):
                     yield from self._draw(batch, start, per_frame, fit, counts)
                     start += len(batch)
             except _decode_errors() as exc:

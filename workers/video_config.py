@@ -21,6 +21,8 @@ class PoseDetectConfig:
     focal_length: float | None = opt(None, "focal length in pixels for every video (default: the videos dataset's, "
                                            f"else {DEFAULT_FOCAL})")
     batch_size: int = opt(32, "frames decoded and handed to the detector at once")
+    upright: bool = opt(True, "turn frames by the video's display rotation first (phone videos), as a player "
+                              "shows them; keypoints and image size are then those of the turned frames")
     min_detection_confidence: float = opt(0.5, "detector score needed to start following a person")
     min_tracking_confidence: float = opt(0.5, "landmark score needed to keep tracking instead of re-detecting")
 
@@ -44,6 +46,8 @@ class SmplRenderConfig:
     alpha: float = opt(0.7, "opacity of the mesh over the frame")
     crf: int = opt(20, "libx264 quality (0 = lossless, 51 = worst)")
     batch_size: int = opt(16, "frames rendered at once")
+    upright: bool = opt(True, "turn frames by the video's display rotation first; must match the pose detect "
+                              "run the fit came from (both default to on)")
 
     def __post_init__(self):
         if not self.videos:

@@ -35,7 +35,8 @@ VIDEOS = TableSchema(
         Column("fps", pa.float64(), doc="frames per second (the stream's average rate); null when unreadable"),
         Column("num_frames", pa.int64(), doc="frames found by demuxing the whole stream (exact); 0 when unreadable"),
         Column("rotation", pa.int64(), doc="display rotation in degrees (0, 90, 180, 270) from the stream's display "
-                                          "matrix, as PyAV's frame.rotation gives it; frames and keypoints stay unrotated"),
+                                          "matrix (degrees counter-clockwise for display, as PyAV's frame.rotation gives it); "
+                                          "stored frames are unrotated, pose detect and render turn them upright"),
         Column("focal_length", pa.float64(), required=False,
                doc="pixels, when the container says (rare) or ingest was given one; null otherwise"),
         Column("status", pa.string(), doc="'ok' or why the video cannot be used: " + ", ".join(VIDEO_STATUSES[1:])),

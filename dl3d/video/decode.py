@@ -148,14 +148,29 @@ def iter_frames(ref: VideoRef, storage_options: dict[str, Any] | None = None) ->
             yield frame.to_ndarray(format="rgb24")
 
 
-def iter_frame_batches(ref: VideoRef, batch_size: int, storage_options: dict[str, Any] | None = None
-                       ) -> Iterator[np.ndarray]:
-    """:func:`iter_frames` in groups: ``(B, H, W, 3)`` uint8, B <= ``batch_size`` (the last may be shorter)."""
+def upright(frame: np.ndarray, rotation: int) -> np.ndarray:
+    """A stored ``(H, W, 3)`` frame turned the way a player shows it.
+
+    ``rotation`` is the stream's display-matrix angle as FFmpeg's ``av_display_rotation_get`` gives it
+    (PyAV's ``frame.rotation``, the ``videos`` dataset's ``rotation``): the degrees by which the frame
+    is rotated counter-clockwise for display, a multiple of 90 (a phone held upright typically
+    records 270, i.e. -90: turned 90 degrees clockwise). 90 and 270 swap width and height.
+    """
+    if int(rotation) % 90:
+        raise ValueError(f"expected a rotation that is a multiple of 90 degrees, got {rotation}")
+    k = (int(rotation) // 90) % 4
+    return np.ascontiguousarray(np.rot90(frame, k)) if k else frame
+
+
+def iter_frame_batches(ref: VideoRef, batch_size: int, storage_options: dict[str, Any] | None = None,
+                       rotation: int = 0) -> Iterator[np.ndarray]:
+    """:func:`iter_frames` in groups: ``(B, H, W, 3)`` uint8, B <= ``batch_size`` (the last may be shorter),
+    each frame turned by ``rotation`` (:func:`upright`; 0 = as stored)."""
     if batch_size < 1:
         raise ValueError(f"batch_size must be >= 1, got {batch_size}")
     batch: list[np.ndarray] = []
     for frame in iter_frames(ref, storage_options):
-        batch.append(frame)
+        batch.append(upright(frame, rotation))
         if len(batch) == batch_size:
             yield np.stack(batch)
             batch = []
