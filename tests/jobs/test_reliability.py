@@ -47,17 +47,19 @@ def video(body_model_path):
     from dl3d.synthetic.smpl_video import KeypointVideoSpec, make_keypoint_video, stack_videos
 
     kernel = build_points_kernel(read_body_model_arrays(body_model_path))
-    return kernel, stack_videos([make_keypoint_video(kernel, KeypointVideoSpec(frames=30, seed=3))])
+    return kernel, stack_videos([make_keypoint_video(kernel, KeypointVideoSpec(frames=20, seed=3))])
 
 
 def test_outlier_keypoints_do_not_poison_their_track(video):
     """Three keypoints at 1e30 px in one frame (one corrupted OpenPose file) used to turn the whole
     track into nonfinite_fit with NaN joints; now they are missing and the track fits as without them."""
+    from dataclasses import replace
+
     from dl3d.fitting import SMPLIFY_PRESETS, fit_smplify
     from dl3d.metrics import pa_mpjpe
 
     kernel, b = video
-    cfg = SMPLIFY_PRESETS["fast"]
+    cfg = replace(SMPLIFY_PRESETS["fast"], stage_iters=(8, 8, 10, 15), refine_iters=10, camera_iters=15)
 
     def fit(kp, **kw):
         return fit_smplify(kernel, kp, "body25", b["track_index"], b["frame"], b["focal"], b["principal_point"],
@@ -68,7 +70,7 @@ def test_outlier_keypoints_do_not_poison_their_track(video):
     kp[10, [2, 5, 9], :2] = 1e30
     r = fit(kp)
     assert r.stats["offscreen_keypoints"] == 3
-    assert Counter(r.status.tolist()) == {"ok": 30}
+    assert Counter(r.status.tolist()) == {"ok": 20}
     assert np.isfinite(r.joints3d).all() and np.isfinite(r.transl).all()
     err, err_clean = pa_mpjpe(r.joints3d, b["joints3d"]) * 1000, pa_mpjpe(clean.joints3d, b["joints3d"]) * 1000
     assert err.mean() < err_clean.mean() + 5.0 and err.mean() < 50.0, (err.mean(), err_clean.mean())
@@ -115,7 +117,7 @@ def fit_worker(body_model_path):
 
 def test_row_statuses_are_counted_in_the_result_and_the_marker(fit_worker, video, tmp_path):
     _, b = video
-    kp = b["keypoints"][:12].astype(np.float32).copy()
+    kp = b["keypoints"][:12].astype(np.float32).copy()  # the fixture's video has 20 frames
     kp[3, 4, 0] = np.nan
     kp[5] = 0.0
     src = tmp_path / "in" / "part-00000.parquet"
