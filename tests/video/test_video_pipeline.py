@@ -95,3 +95,28 @@ def test_render_decodes_with_every_frame_and_the_mesh_lies_on_the_body(stages, c
     assert iou > 0.5, f"the drawn mesh covers the body with IoU {iou:.2f}"
     side = frames[:, :, WIDTH:]
     assert (np.abs(side.astype(np.int16) - 96).sum(-1) > 30).mean() > 0.01, "the side view shows a mesh"
+
+
+def test_amass_export_of_the_fit_reproduces_its_joints(stages, body_model_path):
+    """The real fit's stored joints (camera frame) vs the body model posed from the exported NPZ (world)."""
+    import torch
+
+    from dl3d.body import load_body_model
+    from dl3d.body.amass import CAMERA_TO_WORLD
+    from dl3d.workers.smpl_config import SmplExportConfig
+    from dl3d.workers.smpl_export import SmplExportWorker
+
+    worker = SmplExportWorker(SmplExportConfig(model=body_model_path, format="amass-npz", fps=25.0))
+    result = worker.process(ShardTask(Shard(0, str(stages / "fit" / "part-00000.parquet")), str(stages / "amass")))
+    assert result.status == "ok", result.error
+    [row] = pq.read_table(stages / "amass" / "part-00000.parquet").to_pylist()
+    npz = np.load(stages / "amass" / row["npz_path"])
+    fit = sorted(pq.read_table(stages / "fit" / "part-00000.parquet").to_pylist(), key=lambda r: r["frame"])
+    model = load_body_model(body_model_path)
+    with torch.inference_mode():
+        out = model(betas=torch.tensor(np.tile(npz["betas"], (FRAMES, 1)), dtype=torch.float32),
+                    global_orient=torch.tensor(npz["poses"][:, :3], dtype=torch.float32),
+                    body_pose=torch.tensor(npz["poses"][:, 3:], dtype=torch.float32),
+                    transl=torch.tensor(npz["trans"], dtype=torch.float32))
+    err = np.abs(out.joints[:, :24].double().numpy() - np.array([r["joints"] for r in fit]) @ CAMERA_TO_WORLD.T).max()
+    assert err < 1e-5, f"the AMASS round trip is off by {err:.2e} m"
