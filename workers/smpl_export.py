@@ -57,6 +57,12 @@ class SmplExportWorker(SmplJobWorker):
         cfg = self.config
         table = read_table(task.shard.url, SMPL_PARAMS)
         params = decode_smpl_params(table, task.shard.url, max_betas=self.model.num_betas)
+        if cfg.format == "amass-npz":  # one animation NPZ per track instead of joints per row
+            from dl3d.body.amass import write_amass_shard
+
+            index = write_amass_shard(self.model, table, params, out, task.shard.index, cfg.fps, cfg.gender)
+            out.write_part(task.shard.index, index)
+            return index.num_rows
         joints, verts = smpl_forward(
             self.model, params.betas, params.global_orient, params.body_pose, params.transl,
             cfg.batch_size, vertices=cfg.vertices or cfg.meshes != "none",
