@@ -239,3 +239,23 @@ def test_bad_inputs_are_rejected_with_the_expected_shapes():
         GiraffeConfig(sample_object_existence=True, n_boxes=2)
     with pytest.raises(ValueError, match="depth_range must have 2 values"):
         GiraffeConfig(depth_range=(1.0,))
+
+
+def test_box_masked_training_gradients_equal_the_dense_ones():
+    """The speed trick is used in training: the object field's gradients match the official scheme's."""
+    cfg = SMALL.replace(n_samples=12)
+    torch.manual_seed(5)
+    gen = GiraffeGenerator(cfg)
+    with torch.no_grad():
+        gen.object_field.sigma_out.bias.fill_(3.0)
+    scene = _scene(gen, 2, 9)
+    grads = {}
+    for scheme in ("dense", "box"):
+        gen.zero_grad()
+        torch.manual_seed(4)
+        gen.render(**scene, mode="training", scheme=scheme).image.square().sum().backward()
+        grads[scheme] = {k: p.grad.clone() for k, p in gen.named_parameters()}
+    for k, g in grads["dense"].items():
+        scale = float(g.abs().max())
+        assert float((grads["box"][k] - g).abs().max()) <= 1e-4 * max(scale, 1e-3), k
+    assert float(grads["dense"]["object_field.fc_in.weight"].abs().max()) > 1e-6, "the objects get gradients"
