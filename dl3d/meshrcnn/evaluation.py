@@ -8,7 +8,9 @@ Every metric is computed in the camera frame (metres) with ``dl3d.metrics.mesh.c
   object is and how big, and nothing of its shape;
 - ``cubified`` (voxel architectures): the model's own cubified voxels, before any refinement.
 
-ShapeNet-style models are also scored by voxel IoU against the GT occupancy in their voxel grid.
+ShapeNet-style models are also scored by voxel IoU against the GT occupancy in their voxel grid,
+a voxel counting as predicted when its probability exceeds the cubify threshold (the voxels that are
+cubified; the official code reports no voxel IoU on ShapeNet).
 ``rcnn``: each GT object is matched to its highest-IoU detection (IoU > 0.3; an unmatched object
 scores F1 0); the detection's unit-box mesh is placed with its predicted dz at the GT's centre depth
 (Mesh R-CNN predicts depth only up to scale); mesh AP is computed over the batch's images.
@@ -55,7 +57,8 @@ def evaluate_voxmesh(model, batch: dict, cfg: MeshRCNNConfig) -> dict[str, float
         n, _, s, _ = batch["images"].shape
         boxes, z = model.frame(n, s, s, batch["K"].device)
         vt = voxel_targets(batch["occupancy"], batch["occupancy_to_camera"], boxes, batch["K"], z, cfg.voxel_size)
-        metrics["voxel_iou"] = float(voxel_iou(out["voxel_logits"].sigmoid(), vt).mean())
+        # occupied = above the cubify threshold: the voxels that become the initial mesh
+        metrics["voxel_iou"] = float(voxel_iou(out["voxel_logits"].sigmoid(), vt, cfg.cubify_threshold).mean())
     return metrics
 
 

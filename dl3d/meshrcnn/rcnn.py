@@ -27,7 +27,7 @@ from dl3d.meshrcnn.losses import LossGuard, mesh_losses, sample_gt, voxel_loss
 from dl3d.meshrcnn.mesh_head import MeshRefinementHead, unit_box_positions
 from dl3d.meshrcnn.unit_box import camera_to_unit_box, depth_extent_target, voxel_targets
 from dl3d.meshrcnn.voxel_head import VoxelHead, cubify_voxels
-from dl3d.meshrcnn.z_head import ZHead, select_class, z_loss
+from dl3d.meshrcnn.z_head import ZHead, predicted_dz, select_class, z_loss
 
 FPN_CHANNELS = 256
 LEVELS = ["0", "1", "2", "3"]
@@ -168,7 +168,6 @@ class MeshRCNN(nn.Module):
                 raise ValueError("training MeshRCNN needs targets")
             return self.detector(images, targets)
         result = self.detector(images)
-        for r in result:
-            r["dz"] = torch.exp(r["log_dz"].clamp(max=float(torch.log(torch.tensor(1000.0 / 16))))) * \
-                (r["boxes"][:, 3] - r["boxes"][:, 1])
+        for r in result:  # dz from the original-size box height (log(dz / h) is invariant to the resize)
+            r["dz"] = predicted_dz(r["log_dz"], r["boxes"][:, 3] - r["boxes"][:, 1])
         return result
