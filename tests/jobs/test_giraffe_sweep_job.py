@@ -1,6 +1,7 @@
 """``dl3d giraffe sweep``: frames equal the generator's renders, a retried shard writes the same bytes, bad
-plan rows and bad checkpoints are clear errors; and the shared job contract (S3 = local, dead workers,
-failing shards, a killed driver resumed through the CLI), reusing the contract tests of tests/jobs."""
+plan rows and bad checkpoints are clear errors; and the shared job contract (S3 = local, a second run skips
+every shard and leaves the outputs byte-identical, dead workers, failing shards), reusing the contract tests
+of tests/jobs (the killed-driver CLI resume is the runner's, tested once in test_resume_cli.py)."""
 
 from __future__ import annotations
 
@@ -163,9 +164,3 @@ def test_contract_dead_worker_is_replaced_and_failing_shard_is_recorded(local_ra
 
     contract(SWEEP, local_ray, giraffe_inputs, giraffe_assets, tmp_path)
 
-
-@pytest.mark.slow
-def test_contract_killed_driver_resumes_through_the_cli(giraffe_assets, tmp_path):
-    from test_resume_cli import test_killed_run_resumes_without_recomputing_or_duplicating as contract
-
-    contract(SWEEP, giraffe_assets, tmp_path)
