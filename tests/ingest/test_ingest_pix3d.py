@@ -4,7 +4,6 @@ voxel grid's map to the camera agreeing with the posed model; bad entries are sk
 
 from __future__ import annotations
 
-import io
 import json
 
 import numpy as np

@@ -4,7 +4,6 @@ job contract (S3 = local, dead workers, failing shards, a killed driver resumed 
 
 from __future__ import annotations
 
-import io
 
 import numpy as np
 import pyarrow as pa
