@@ -3,7 +3,7 @@
 Cameras follow the OpenCV convention: x right, y down, z forward; poses are 4x4 world-to-camera
 matrices (``x_cam = T @ x_world``); intrinsics are 3x3 in pixels of the stored image. The relative
 pose that maps source-camera points into the target camera is ``T_tgt @ inv(T_src)``.
-Images are stored as PNG bytes.
+Images are stored as PNG (or, when kept from the input, JPEG) bytes.
 """
 
 from __future__ import annotations
@@ -21,8 +21,8 @@ VIEW_PAIRS = TableSchema(
         Column("scene", pa.string(), doc="scene or sequence id; a scene never straddles train/eval splits"),
         Column("src_frame", pa.int64(), required=False, doc="source frame number or timestamp"),
         Column("tgt_frame", pa.int64(), required=False, doc="target frame number or timestamp"),
-        Column("src_image", pa.binary(), doc="source view, PNG bytes (RGB)"),
-        Column("tgt_image", pa.binary(), doc="target view, PNG bytes (RGB), same size as the source"),
+        Column("src_image", pa.binary(), doc="source view, PNG or JPEG bytes (RGB)"),
+        Column("tgt_image", pa.binary(), doc="target view, PNG or JPEG bytes (RGB), same size as the source"),
         Column("width", pa.int64(), doc="image width, pixels"),
         Column("height", pa.int64(), doc="image height, pixels"),
         Column("intrinsics", tensor_type((3, 3)), shape=(3, 3), doc="(3, 3) K in pixels, shared by both views"),
