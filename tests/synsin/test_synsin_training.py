@@ -39,10 +39,12 @@ def _train_on_multiview(tmp_path, spec: dict, **train: object):
 def test_short_cpu_run_of_the_small_preset_beats_copying_the_source(local_ray, tmp_path):
     result = _train_on_multiview(tmp_path, dict(scenes=24, pairs_per_scene=8, image_size=32, shards=4, seed=0),
                                  preset="cpu-small", steps=300, batch_size=8, workers=1, eval_every=300,
-                                 checkpoint_every=300)
+                                 checkpoint_every=300, shuffle=False)
     last = [r for r in result.metrics if r.get("eval_psnr") not in (None, "")][-1]
     psnr, copy = float(last["eval_psnr"]), float(last["eval_psnr_copy_source"])
-    # Measured here: about 18.9 dB against 17.4 dB for copying the source after 200-300 steps.
+    # Rows in order: shuffled, the batches depend on the timing of Ray Data's parallel reads, and so did the
+    # result (18.9 dB measured once; 17.50 against 17.37 dB on a machine with a load of 35). In order, 300
+    # steps give 17.97 dB against 17.37 dB for copying the source, run after run.
     assert psnr > copy + 0.5, f"held-out PSNR {psnr:.2f} dB does not beat copying the source ({copy:.2f} dB)"
     assert result.final_step == 300 and result.checkpoint
 
