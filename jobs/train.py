@@ -284,13 +284,18 @@ def _train_dataset(urls: list[str], cfg: TrainConfig, env: dict | None):
     return ds
 
 
+def _as_json(value: Any) -> Any:
+    """``value`` as ``_train.json`` records it (tuples become lists, odd types strings)."""
+    return json.loads(json.dumps(value, default=str))
+
+
 def _claim_run(fs, run_root: str, run_url: str, meta: dict[str, Any], cfg: TrainConfig) -> None:
     """Write ``_train.json`` for a new run; for an existing one, refuse another family or model config."""
     path = fsx.join(run_root, RUN_RECORD)
     if fsx.exists(fs, path):
         old = json.loads(fsx.get_bytes(fs, path))
         for key in ("family", "model_config"):
-            if old.get(key) != meta[key]:
+            if old.get(key) != _as_json(meta[key]):  # as recorded: tuples come back as lists
                 raise ValueError(f"{run_url} was trained with {key} {old.get(key)}, not {meta[key]}; "
                                  "use another --name to start a new run")
         return
