@@ -21,7 +21,11 @@ import torch.nn.functional as F
 from dl3d.data import DataError, JobOutput, read_table, to_table
 from dl3d.data.giraffe_tables import GIRAFFE_PLAN, GIRAFFE_SWEEP
 from dl3d.workers.base import ShardTask, ShardWorker
+from dl3d.workers.checkpoints import check_checkpoint, read_checkpoint_file
 from dl3d.workers.giraffe_config import GiraffeSweepConfig
+
+
+WHAT = "GIRAFFE checkpoint"
 
 
 def load_sweep_checkpoint(url: str) -> dict:
@@ -31,19 +35,8 @@ def load_sweep_checkpoint(url: str) -> dict:
         FileNotFoundError: no checkpoint there (the message names the missing file).
         ValueError: unreadable, or written by another family.
     """
-    from dl3d.train.checkpoint import read_checkpoint
-
-    try:
-        state = read_checkpoint(url)
-    except FileNotFoundError:
-        raise
-    except Exception as exc:  # noqa: BLE001 - torch.load/json raise many types for a corrupt file
-        raise ValueError(f"GIRAFFE checkpoint {url.rstrip('/')}/state.pt (or train.json) is not readable: "
-                         f"{type(exc).__name__}: {exc}") from None
-    family = state.get("meta", {}).get("family")
-    if family != "giraffe":
-        raise ValueError(f"{url} is a checkpoint of model family {family!r}, not 'giraffe'")
-    return state
+    check_checkpoint(url, "giraffe", WHAT, folder_only=True)
+    return read_checkpoint_file(url, WHAT)[1]
 
 
 class GiraffeSweepWorker(ShardWorker):
@@ -54,9 +47,7 @@ class GiraffeSweepWorker(ShardWorker):
 
     @classmethod
     def preflight(cls, config: GiraffeSweepConfig) -> None:
-        from dl3d.giraffe.family import load_giraffe_generator
-
-        load_giraffe_generator(load_sweep_checkpoint(config.checkpoint))
+        check_checkpoint(config.checkpoint, "giraffe", WHAT, folder_only=True)
 
     def setup(self) -> None:
         from dl3d.giraffe.family import load_giraffe_generator

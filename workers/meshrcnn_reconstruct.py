@@ -19,31 +19,26 @@ from dl3d.data import fs as fsx
 from dl3d.data.mesh_tables import MESHRCNN_RECONSTRUCT
 from dl3d.data.view_tables import IMAGES
 from dl3d.workers.base import ShardTask, ShardWorker
+from dl3d.workers.checkpoints import check_checkpoint, read_checkpoint_file
 from dl3d.workers.meshrcnn_config import MeshRCNNReconstructConfig
 
 
-def load_reconstruct_checkpoint(url: str):
-    """(model, config, categories) from a training checkpoint folder (``state.pt``) or a ``.pt`` file at any URL."""
-    from dl3d.meshrcnn.checkpoint import CHECKPOINT_FORMAT, CHECKPOINT_VERSION, load_meshrcnn_checkpoint
+WHAT = "Mesh R-CNN checkpoint"
 
-    fs, path = fsx.resolve(url)
-    if fsx.exists(fs, fsx.join(path, "state.pt")):
-        from dl3d.meshrcnn.family import meshrcnn_checkpoint_from_training
-        from dl3d.train.checkpoint import read_checkpoint
 
-        cfg, state = meshrcnn_checkpoint_from_training(read_checkpoint(url))
+def read_reconstruct_checkpoint(url: str) -> dict:
+    """The Mesh R-CNN checkpoint dict of a training checkpoint folder (``state.pt``) or a ``.pt`` file at any URL."""
+    kind, ckpt = read_checkpoint_file(url, WHAT)
+    if kind == "training":
         import dataclasses
 
+        from dl3d.meshrcnn.checkpoint import CHECKPOINT_FORMAT, CHECKPOINT_VERSION
+        from dl3d.meshrcnn.family import meshrcnn_checkpoint_from_training
+
+        cfg, state = meshrcnn_checkpoint_from_training(ckpt)
         ckpt = {"format": CHECKPOINT_FORMAT, "version": CHECKPOINT_VERSION, "config": dataclasses.asdict(cfg),
                 "model": state, "categories": None}
-    else:
-        data = fsx.open_asset(url, what="Mesh R-CNN checkpoint",
-                              hint="expected a training checkpoint folder holding state.pt, or a .pt file")
-        try:
-            ckpt = torch.load(data, map_location="cpu", weights_only=True)
-        except Exception as exc:  # noqa: BLE001 - any unreadable file is a bad checkpoint
-            raise ValueError(f"{url}: not a readable torch checkpoint ({type(exc).__name__})") from None
-    return load_meshrcnn_checkpoint(ckpt, url)
+    return ckpt
 
 
 class MeshRCNNReconstructWorker(ShardWorker):
@@ -54,10 +49,19 @@ class MeshRCNNReconstructWorker(ShardWorker):
 
     @classmethod
     def preflight(cls, config: MeshRCNNReconstructConfig) -> None:
-        load_reconstruct_checkpoint(config.checkpoint)
+        """Files only for a training folder; a ``.pt`` file is read (weights only) to check its format."""
+        from dl3d.meshrcnn.checkpoint import meshrcnn_config_of
+
+        check_checkpoint(config.checkpoint, "meshrcnn", WHAT)
+        fs, path = fsx.resolve(config.checkpoint)
+        if not fs.isdir(path):
+            meshrcnn_config_of(read_checkpoint_file(config.checkpoint, WHAT)[1], config.checkpoint)
 
     def setup(self) -> None:
-        self.model, self.cfg, self.categories = load_reconstruct_checkpoint(self.config.checkpoint)
+        from dl3d.meshrcnn.checkpoint import load_meshrcnn_checkpoint
+
+        url = self.config.checkpoint
+        self.model, self.cfg, self.categories = load_meshrcnn_checkpoint(read_reconstruct_checkpoint(url), url)
         self.model.to(self.device)
         if self.cfg.is_detector:  # the shape heads run only on the detections that will be kept
             heads = self.model.detector.roi_heads

@@ -9,61 +9,20 @@ import pyarrow as pa
 import torch
 
 from dl3d.data import DataError, JobOutput, arrow_to_tensor, read_table, to_table
-from dl3d.data import fs as fsx
 from dl3d.data.view_tables import IMAGES, SYNSIN_RENDER
 from dl3d.workers.base import ShardTask, ShardWorker
+from dl3d.workers.checkpoints import check_checkpoint, read_checkpoint_file
 from dl3d.workers.synsin_config import SynSinRenderConfig
 
 def load_render_checkpoint(url: str) -> dict:
     """A SynSin checkpoint dict from a training checkpoint folder (``state.pt`` + ``train.json``, as
     ``dl3d train synsin`` writes) or a SynSin ``.pt`` file, at any fsspec URL."""
-    fs, path = fsx.resolve(url)
-    if fsx.exists(fs, fsx.join(path, "state.pt")):
+    kind, ckpt = read_checkpoint_file(url, "SynSin checkpoint")
+    if kind == "training":
         from dl3d.synsin.family import synsin_checkpoint_from_training
-        from dl3d.train.checkpoint import read_checkpoint
 
-        return synsin_checkpoint_from_training(read_checkpoint(url))
-    data = fsx.open_asset(url, what="SynSin checkpoint",
-                          hint="expected a training checkpoint folder holding state.pt, or a .pt file")
-    return torch.load(data, map_location="cpu", weights_only=True)
-
-
-CHECKPOINT_HEADERS = (b"PK\x03\x04", b"\x80")
-"""First bytes of a ``torch.save`` file: a zip archive (the default since torch 1.6), or a pickle."""
-
-
-def check_render_checkpoint(url: str) -> None:
-    """The driver's check of ``--checkpoint`` before any worker starts: files only, nothing unpickled or built.
-
-    A training checkpoint folder needs ``state.pt`` with a torch header and a ``train.json`` of family
-    ``synsin``; a ``.pt`` file needs a torch header. Reads a few bytes and ``train.json``.
-
-    Raises:
-        FileNotFoundError: nothing at ``url``, or a folder without ``train.json``.
-        ValueError: a file that is not a torch checkpoint, or a training checkpoint of another family.
-    """
-    import json
-
-    from dl3d.train.checkpoint import META_FILE, STATE_FILE
-
-    fs, path = fsx.resolve(url)
-    state = fsx.join(path, STATE_FILE)
-    if fsx.exists(fs, state):
-        meta_path = fsx.join(path, META_FILE)
-        if not fsx.exists(fs, meta_path):
-            raise FileNotFoundError(f"SynSin checkpoint {url}: a training checkpoint folder without {META_FILE}")
-        family = json.loads(fsx.get_bytes(fs, meta_path)).get("family")
-        if family != "synsin":
-            raise ValueError(f"SynSin checkpoint {url}: written by model family {family!r}, not 'synsin'")
-        path = state
-    elif not fsx.exists(fs, path) or fs.isdir(path):
-        raise FileNotFoundError(f"SynSin checkpoint not found: {url} (expected a training checkpoint folder "
-                                f"holding state.pt, or a .pt file)")
-    with fs.open(path, "rb") as f:
-        head = f.read(4)
-    if not head.startswith(CHECKPOINT_HEADERS):
-        raise ValueError(f"SynSin checkpoint {url}: {path.rsplit('/', 1)[-1]} is not a torch checkpoint "
-                         f"(expected a zip or pickle header, found {head!r})")
+        return synsin_checkpoint_from_training(ckpt)
+    return ckpt
 
 
 class SynSinRenderWorker(ShardWorker):
@@ -74,7 +33,7 @@ class SynSinRenderWorker(ShardWorker):
 
     @classmethod
     def preflight(cls, config: SynSinRenderConfig) -> None:
-        check_render_checkpoint(config.checkpoint)
+        check_checkpoint(config.checkpoint, "synsin", "SynSin checkpoint")
 
     def setup(self) -> None:
         from dl3d.synsin import load_synsin_checkpoint

@@ -26,16 +26,13 @@ def meshrcnn_checkpoint(model: nn.Module, cfg: MeshRCNNConfig, *, categories: li
             "model": model.state_dict(), "categories": categories, "step": step}
 
 
-def load_meshrcnn_checkpoint(ckpt: Mapping[str, Any], source: str = "checkpoint", device: str | torch.device = "cpu"
-                             ) -> tuple[nn.Module, MeshRCNNConfig, list[str] | None]:
-    """(model in eval mode on ``device``, its config, category names or None) from a checkpoint dict.
+def meshrcnn_config_of(ckpt: Mapping[str, Any], source: str = "checkpoint") -> MeshRCNNConfig:
+    """The config a checkpoint dict was written with, after checking its format, version and fields
+    (nothing is built).
 
     Raises:
-        ValueError: not a dl3d Mesh R-CNN checkpoint, another version, unknown config fields, or a
-            state_dict that does not fit the config's model.
+        ValueError: not a dl3d Mesh R-CNN checkpoint, another version, or unknown config fields.
     """
-    from dl3d.meshrcnn.train_step import build_meshrcnn
-
     if not isinstance(ckpt, Mapping) or ckpt.get("format") != CHECKPOINT_FORMAT:
         keys = sorted(ckpt)[:8] if isinstance(ckpt, Mapping) else type(ckpt).__name__
         raise ValueError(f"{source}: not a dl3d Mesh R-CNN checkpoint (expected format {CHECKPOINT_FORMAT!r}; "
@@ -46,7 +43,20 @@ def load_meshrcnn_checkpoint(ckpt: Mapping[str, Any], source: str = "checkpoint"
     unknown = sorted(set(ckpt["config"]) - fields)
     if unknown:
         raise ValueError(f"{source}: checkpoint config has unknown fields {unknown}")
-    cfg = MeshRCNNConfig(**{**ckpt["config"], "backbone_weights": None})
+    return MeshRCNNConfig(**{**ckpt["config"], "backbone_weights": None})
+
+
+def load_meshrcnn_checkpoint(ckpt: Mapping[str, Any], source: str = "checkpoint", device: str | torch.device = "cpu"
+                             ) -> tuple[nn.Module, MeshRCNNConfig, list[str] | None]:
+    """(model in eval mode on ``device``, its config, category names or None) from a checkpoint dict.
+
+    Raises:
+        ValueError: not a dl3d Mesh R-CNN checkpoint, another version, unknown config fields, or a
+            state_dict that does not fit the config's model.
+    """
+    from dl3d.meshrcnn.train_step import build_meshrcnn
+
+    cfg = meshrcnn_config_of(ckpt, source)
     model = build_meshrcnn(cfg, load_weights=False)
     try:
         model.load_state_dict(ckpt["model"])

@@ -137,8 +137,11 @@ def test_missing_or_corrupt_checkpoint_exits_2_naming_the_file(giraffe_assets, t
     shutil.copytree(giraffe_assets["giraffe_checkpoint"], bad)
     (bad / "state.pt").write_bytes(b"not a torch file")
     assert main([*base, "--output", str(tmp_path / "o2"), "--checkpoint", str(bad)]) == 2
-    err = capsys.readouterr().err
-    assert f"{bad}/state.pt" in err and "not readable" in err
+    assert f"{bad}: state.pt is not a torch checkpoint" in capsys.readouterr().err
+    whole = (tmp_path / "corrupt" / "state.pt")
+    whole.write_bytes(open(f"{giraffe_assets['giraffe_checkpoint']}/state.pt", "rb").read()[:-100])
+    assert main([*base, "--output", str(tmp_path / "o3"), "--checkpoint", str(bad)]) == 2
+    assert f"{bad}: state.pt is not readable: a truncated or damaged torch checkpoint" in capsys.readouterr().err
 
 
 # ---- the shared job contract, on this job ----------------------------------------------------------------

@@ -148,7 +148,7 @@ def test_missing_or_corrupt_checkpoint_exits_2_naming_the_file(mr_assets, tmp_pa
     assert "nowhere.pt" in capsys.readouterr().err
     (tmp_path / "junk.pt").write_bytes(b"not a torch file")
     assert main([*base, "--output", str(tmp_path / "o2"), "--checkpoint", str(tmp_path / "junk.pt")]) == 2
-    assert "junk.pt: not a readable torch checkpoint" in capsys.readouterr().err
+    assert "junk.pt is not a torch checkpoint" in capsys.readouterr().err
     torch.save({"state_dict": {}}, tmp_path / "other.pt")
     assert main([*base, "--output", str(tmp_path / "o3"), "--checkpoint", str(tmp_path / "other.pt")]) == 2
     assert "not a dl3d Mesh R-CNN checkpoint" in capsys.readouterr().err

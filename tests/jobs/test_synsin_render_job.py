@@ -74,7 +74,10 @@ def test_preflight_checks_files_only(job_assets, tmp_path, monkeypatch):
     import pytest
 
     import dl3d.synsin
-    from dl3d.workers.synsin_render import check_render_checkpoint
+    from dl3d.workers.checkpoints import check_checkpoint
+
+    def check_render_checkpoint(url):
+        check_checkpoint(url, "synsin", "SynSin checkpoint")
 
     def no_build(*a, **k):
         raise AssertionError("preflight built a model")
