@@ -6,7 +6,6 @@ temporal term one per inner row) so callers can both sum it for the optimiser an
 
 from __future__ import annotations
 
-import torch
 from torch import Tensor
 
 __all__ = ["MAX_RESIDUAL_SIGMAS", "gmof", "project_points", "reprojection_term", "second_difference_term"]

@@ -3,9 +3,8 @@ committed shard, dead workers replaced, failing shards recorded under _errors/ w
 
 from __future__ import annotations
 
-import json
-
 import pytest
+from contract_checks import check_dead_worker_and_failing_shard, check_second_run_skips_everything
 from job_cases import CASES, JobCase
 
 from dl3d.jobs.runner import RunnerConfig, run_shards
@@ -39,8 +38,7 @@ def test_output_over_s3_is_identical_to_local(case: JobCase, local_ray, s3_serve
     local = run_shards(case.name, case.worker(), cfg, src, str(tmp_path / "local"), _runner())
     assert local.exit_code == 0 and local.rows == rows
     before = _outputs(tmp_path / "local")
-    again = run_shards(case.name, case.worker(), cfg, src, str(tmp_path / "local"), _runner())
-    assert again.exit_code == 0 and again.count("skipped") == 3 and again.count("ok") == 0 and again.rows == 0
+    check_second_run_skips_everything(run_shards(case.name, case.worker(), cfg, src, str(tmp_path / "local"), _runner()), 3)
     assert _outputs(tmp_path / "local") == before, "a second run of the same job rewrote committed outputs"
     fs = s3fs.S3FileSystem(client_kwargs={"endpoint_url": s3_server}, skip_instance_cache=True)
     fs.put(src, f"dl3d-test/{case.name}-in", recursive=True)
@@ -67,15 +65,4 @@ def test_dead_worker_is_replaced_and_failing_shard_is_recorded(case: JobCase, lo
     out = tmp_path / "out"
     worker = poisoned(case.worker(), die_shard=0, fail_shard=1)
     report = run_shards(case.name, worker, case.config(job_assets), src, str(out), _runner(max_attempts=3))
-    assert report.exit_code == 1
-    by_index = {s.index: s for s in report.shards}
-    assert by_index[0].status == "ok" and by_index[0].attempts == 2, "the killed shard is retried on a live worker"
-    assert by_index[2].status == "ok" and by_index[2].attempts == 1
-    assert by_index[1].status == "failed" and by_index[1].attempts == 3
-    err = json.loads((out / "_errors" / "part-00001.json").read_text())
-    assert "poison shard 1 always fails" in err["error"] and err["attempts"] == 3
-    assert sorted(p.name for p in (out / "_committed").glob("part-*.json")) == ["part-00000.json", "part-00002.json"]
-    assert json.loads((out / "_committed" / "part-00000.json").read_text())["attempt"] == 2
-    summary = report.summary()
-    assert "FAILED part-00001 after 3 attempt(s)" in summary and "poison shard 1 always fails" in summary
-    assert "status: FAILED" in summary
+    check_dead_worker_and_failing_shard(report, out)

@@ -1,9 +1,9 @@
 """``dl3d meshrcnn reconstruct``: meshes equal the model's own prediction placed as the row says, corrupt
 images are row errors, an image without detections gets a row, bad checkpoints exit 2; and the shared
-job contract (S3 = local, dead workers, failing shards, a killed driver resumed through the CLI)."""
+job contract (S3 = local and a second run skipping every shard, dead workers, failing shards; the killed-
+driver CLI resume is the runner's, tested once in test_resume_cli.py)."""
 
 from __future__ import annotations
-
 
 import numpy as np
 import pyarrow as pa
@@ -175,47 +175,3 @@ def test_contract_dead_worker_is_replaced_and_failing_shard_is_recorded(local_ra
     from test_job_contract import test_dead_worker_is_replaced_and_failing_shard_is_recorded as contract
 
     contract(RECONSTRUCT, local_ray, mr_inputs, mr_assets, tmp_path)
-
-
-@pytest.mark.slow
-def test_contract_killed_driver_resumes_through_the_cli(mr_assets, tmp_path):
-    """As tests/jobs/test_resume_cli.py does for export: SIGKILL the driver after two committed shards,
-    run the same command again: committed shards are skipped, every row is there exactly once."""
-    import json
-    import os
-    import signal
-    import subprocess
-    import time
-
-    from test_resume_cli import _dl3d, _markers
-
-    shards = 6
-    src, out = tmp_path / "input", tmp_path / "out"
-    rows = RECONSTRUCT.make_input(str(src), mr_assets, shards)
-    cmd = _dl3d(*RECONSTRUCT.cli, "--input", str(src), "--output", str(out), *RECONSTRUCT.cli_args(mr_assets),
-                "--workers", "1", "--no-progress")
-    env = os.environ | {"RAY_AUTH_MODE": "disabled"}
-    proc = subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, start_new_session=True)
-    deadline = time.time() + 300
-    while len(_markers(out)) < 2:
-        if proc.poll() is not None:
-            pytest.fail("the job ended before it could be killed:\n" + proc.stdout.read().decode())
-        if time.time() > deadline:
-            proc.kill()
-            pytest.fail("no shard committed within 300 s")
-        time.sleep(0.02)
-    os.kill(proc.pid, signal.SIGKILL)
-    proc.wait()
-    before = {p.name: p.read_bytes() for p in _markers(out)}
-    assert 2 <= len(before) < shards, f"killed after {len(before)} of {shards} shards"
-    done = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=600)
-    assert done.returncode == 0, done.stdout + done.stderr
-    after = {p.name: p.read_bytes() for p in _markers(out)}
-    assert sorted(after) == [f"part-{i:05d}.json" for i in range(shards)]
-    for name, content in before.items():
-        assert after[name] == content, f"{name} was recomputed"
-    job = json.loads((out / "_job.json").read_text())
-    assert job["counts"]["skipped"] >= len(before)
-    ids = [i for p in sorted(out.glob("part-*.parquet")) for i in pq.read_table(p).column("id").to_pylist()]
-    assert len(ids) == rows and len(set(ids)) == rows, "every row exactly once"
-    assert RECONSTRUCT.check_files(out) == rows

@@ -1,11 +1,12 @@
 """``dl3d pose detect`` keeps the batch-job contract: row errors for undecodable videos, S3 output equal
-to local, a dead worker replaced and a failing shard recorded, a killed driver resumed by re-running."""
+to local, a second run skipping every shard, a dead worker replaced and a failing shard recorded (the
+killed-driver resume is the runner's, checked once in test_resume_cli.py)."""
 
 from __future__ import annotations
 
 import pyarrow.parquet as pq
 import pytest
-from video_contract import check_dead_worker_and_failing_shard, dl3d, kill_then_resume
+from contract_checks import check_dead_worker_and_failing_shard, check_second_run_skips_everything
 from video_inputs import write_videos_dataset
 
 from dl3d.jobs.runner import RunnerConfig, run_shards
@@ -29,6 +30,8 @@ def test_undecodable_video_gives_row_errors_and_s3_output_equals_local(local_ray
     runner = RunnerConfig(workers=2, progress=False)
     local = run_shards("pose detect", PoseDetectWorker, PoseDetectConfig(), src, str(tmp_path / "local"), runner)
     assert local.exit_code == 0 and local.rows == rows == 12
+    check_second_run_skips_everything(
+        run_shards("pose detect", PoseDetectWorker, PoseDetectConfig(), src, str(tmp_path / "local"), runner), 3)
     table = pq.read_table(tmp_path / "local" / "part-00002.parquet").to_pylist()
     assert [r["frame"] for r in table] == [0, 1, 2, 3] and {r["status"] for r in table} == {"decode_error"}
     assert "decoding stopped at frame 0" in table[0]["error"] and table[0]["image_width"] == 96
@@ -53,10 +56,3 @@ def test_dead_worker_is_replaced_and_failing_shard_is_recorded(local_ray, videos
     report = run_shards("pose detect", worker, PoseDetectConfig(), videos[0], str(tmp_path / "out"),
                         RunnerConfig(workers=2, progress=False, max_attempts=3))
     check_dead_worker_and_failing_shard(report, tmp_path / "out")
-
-
-def test_killed_driver_resumes_through_the_cli(tmp_path):
-    src, out = tmp_path / "videos", tmp_path / "out"
-    rows = write_videos_dataset(str(src), shards=6, frames=30)
-    kill_then_resume(dl3d("pose", "detect", "--input", str(src), "--output", str(out), "--workers", "1",
-                          "--no-progress"), out, 6, rows)

@@ -8,13 +8,12 @@ from __future__ import annotations
 import json
 
 import pytest
-from cli_resume import dl3d_cmd, kill_then_resume, markers
+from cli_resume import dl3d_cmd, kill_then_resume
 from job_cases import EXPORT
 
 pytestmark = pytest.mark.slow
 
 SHARDS = 6
-_dl3d, _markers = dl3d_cmd, markers  # the names other job tests import from here
 
 
 def test_killed_run_resumes_without_recomputing_or_duplicating(job_assets, tmp_path):

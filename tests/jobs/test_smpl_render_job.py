@@ -1,13 +1,13 @@
 """``dl3d smpl render`` keeps the batch-job contract: row errors (a video not in --videos, frames whose fit
-is not ok), S3 output equal to local, a dead worker replaced and a failing shard recorded, a killed
-driver resumed by re-running the same command."""
+is not ok), S3 output equal to local, a second run skipping every shard, a dead worker replaced and a
+failing shard recorded (the killed-driver resume is the runner's, checked once in test_resume_cli.py)."""
 
 from __future__ import annotations
 
 import numpy as np
 import pyarrow.parquet as pq
 import pytest
-from video_contract import check_dead_worker_and_failing_shard, dl3d, kill_then_resume
+from contract_checks import check_dead_worker_and_failing_shard, check_second_run_skips_everything
 from video_inputs import HEIGHT, WIDTH, write_fit_dataset
 
 from dl3d.jobs.runner import RunnerConfig, run_shards
@@ -39,6 +39,8 @@ def test_row_errors_and_s3_output_equals_local(local_ray, s3_server, fits, body_
     runner = RunnerConfig(workers=2, progress=False)
     local = run_shards("smpl render", SmplRenderWorker, cfg, src, str(tmp_path / "local"), runner)
     assert local.exit_code == 0 and local.rows == rows == 3
+    check_second_run_skips_everything(
+        run_shards("smpl render", SmplRenderWorker, cfg, src, str(tmp_path / "local"), runner), 3)
     index = {r["id"]: r for i in range(3)
              for r in pq.read_table(tmp_path / "local" / f"part-{i:05d}.parquet").to_pylist()}
     a, b, missing = index["clip_000"], index["clip_001"], index["not_in_videos"]
@@ -70,10 +72,3 @@ def test_dead_worker_is_replaced_and_failing_shard_is_recorded(local_ray, fits, 
     report = run_shards("smpl render", worker, SmplRenderConfig(videos=videos, model=body_model_path), src,
                         str(tmp_path / "out"), RunnerConfig(workers=2, progress=False, max_attempts=3))
     check_dead_worker_and_failing_shard(report, tmp_path / "out")
-
-
-def test_killed_driver_resumes_through_the_cli(body_model_path, tmp_path):
-    fit, videos, out = tmp_path / "fit", tmp_path / "videos", tmp_path / "out"
-    rows = write_fit_dataset(str(fit), str(videos), body_model_path, shards=6, frames=6)
-    kill_then_resume(dl3d("smpl", "render", "--fit", str(fit), "--videos", str(videos), "--model", body_model_path,
-                          "--output", str(out), "--workers", "1", "--no-progress"), out, 6, rows)
