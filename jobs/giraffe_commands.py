@@ -21,11 +21,9 @@ def ingest_images(args: argparse.Namespace) -> int:
     from dl3d.ingest.images import IngestImagesConfig
     from dl3d.ingest.images import ingest_images as run
 
-    report = run(args.input, args.output, dataclass_from_args(IngestImagesConfig, args))
-    print(report.summary())
-    for item in report.skipped:
-        print(f"  skipped {item.name}: {item.reason}")
-    return 0
+    from dl3d.jobs.commands import print_report
+
+    return print_report(run(args.input, args.output, dataclass_from_args(IngestImagesConfig, args)))
 
 
 def make_plan(args: argparse.Namespace) -> int:

@@ -22,8 +22,6 @@ def ingest_pix3d(args: argparse.Namespace) -> int:
     from dl3d.ingest.pix3d import IngestPix3DConfig
     from dl3d.ingest.pix3d import ingest_pix3d as run
 
-    report = run(args.input, args.output, dataclass_from_args(IngestPix3DConfig, args))
-    print(report.summary())
-    for item in report.skipped:
-        print(f"  skipped {item.name}: {item.reason}")
-    return 0
+    from dl3d.jobs.commands import print_report
+
+    return print_report(run(args.input, args.output, dataclass_from_args(IngestPix3DConfig, args)))

@@ -11,8 +11,8 @@ result is stored as PNG. Files that are not readable images are skipped and list
 from __future__ import annotations
 
 import dataclasses
-from dataclasses import dataclass, field
-from typing import Any, Literal
+from dataclasses import dataclass
+from typing import Literal
 
 import numpy as np
 
@@ -20,7 +20,9 @@ from dl3d.config import opt
 from dl3d.data import DataError, DatasetWriter, to_table
 from dl3d.data import fs as fsx
 from dl3d.data.images import decode_image, encode_png, image_size, resize_image
+from dl3d.data.dataset import write_json
 from dl3d.data.view_tables import IMAGES
+from dl3d.ingest.report import INGEST_ERRORS, BaseIngestReport, SkippedInput
 
 EXTENSIONS = (".jpg", ".jpeg", ".png")
 
@@ -41,25 +43,18 @@ class IngestImagesConfig:
 
 
 @dataclass
-class ImagesReport:
+class ImagesReport(BaseIngestReport):
     """What an images ingest wrote and skipped."""
 
-    output: str
     rows: int = 0
-    shards: int = 0
     kept_original: int = 0
     """Rows whose bytes are the input file's, unchanged."""
-    skipped: list[Any] = field(default_factory=list)
 
-    def summary(self) -> str:
-        return (f"wrote {self.rows} images ({self.kept_original} with their original bytes) in {self.shards} shard(s) "
-                f"to {self.output}; skipped {len(self.skipped)} file(s)")
+    def _counts(self) -> list[str]:
+        return [f"{self.rows + len(self.skipped)} image files"]
 
-
-@dataclass
-class Skipped:
-    name: str
-    reason: str
+    def _written(self) -> str:
+        return f"{self.rows} images ({self.kept_original} with their original bytes)"
 
 
 def list_image_files(url: str) -> list[str]:
@@ -105,7 +100,7 @@ def ingest_images(input_url: str, output_url: str, cfg: IngestImagesConfig) -> I
         raise ValueError(f"no {'/'.join(EXTENSIONS)} files under {input_url}")
     writer = DatasetWriter(output_url, IMAGES, produced_by={"ingest": "images", "input": input_url,
                                                             "config": dataclasses.asdict(cfg)})
-    report = ImagesReport(output=output_url)
+    report = ImagesReport(output_url)
     cols: dict[str, list] = {"id": [], "image": [], "width": [], "height": []}
     base = root.rstrip("/") + "/" if fs.isdir(root) else ""
 
@@ -121,7 +116,7 @@ def ingest_images(input_url: str, output_url: str, cfg: IngestImagesConfig) -> I
         try:
             data, w, h, original = transform_image(fsx.get_bytes(fs, path), cfg, path)
         except DataError as exc:
-            report.skipped.append(Skipped(rel, str(exc)))
+            report.skipped.append(SkippedInput(rel, str(exc)))
             continue
         cols["id"].append(rel.rsplit(".", 1)[0])
         cols["image"].append(data)
@@ -135,5 +130,7 @@ def ingest_images(input_url: str, output_url: str, cfg: IngestImagesConfig) -> I
     if report.rows == 0:
         raise ValueError(f"none of the {len(paths)} image files under {input_url} could be read: "
                          f"{report.skipped[0].reason}")
+    if report.skipped:
+        write_json(writer.fs, fsx.join(writer.root, INGEST_ERRORS), [dataclasses.asdict(x) for x in report.skipped])
     writer.close(num_images=report.rows)
     return report
