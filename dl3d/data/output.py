@@ -77,14 +77,15 @@ class JobOutput:
         fsx.put_bytes(self.fs, self.path(relpath), data)
 
     def commit(self, index: int, info: dict[str, Any]) -> None:
-        """Write the marker for shard ``index`` (call after all its objects are written) and clear old errors.
+        """Clear an earlier error record of shard ``index``, then write its marker (call after all its objects
+        are written): the marker is the last write, so a shard whose marker exists has nothing left to fail.
 
         The marker also gets ``row_status`` (counts per row status) when the part had a status column.
         """
         if index in self.row_status:
             info = {**info, "row_status": self.row_status[index]}
-        write_json(self.fs, self.path(f"{COMMITTED_DIR}/{part_name(index, '.json')}"), info)
         fsx.remove(self.fs, self.path(f"{ERRORS_DIR}/{part_name(index, '.json')}"))
+        write_json(self.fs, self.path(f"{COMMITTED_DIR}/{part_name(index, '.json')}"), info)
 
     def read_marker(self, index: int) -> dict[str, Any]:
         return json.loads(fsx.get_bytes(self.fs, self.path(f"{COMMITTED_DIR}/{part_name(index, '.json')}")))

@@ -51,15 +51,15 @@ def test_row_errors_and_s3_output_equals_local(local_ray, s3_server, fits, body_
     assert frames.shape == (4, HEIGHT, WIDTH, 3)
 
     fs = s3fs.S3FileSystem(client_kwargs={"endpoint_url": s3_server}, skip_instance_cache=True)
-    fs.put(src, "dl3d-test/render-in", recursive=True)
-    remote = run_shards("smpl render", SmplRenderWorker, cfg, "s3://dl3d-test/render-in", "s3://dl3d-test/render-out",
+    fs.put(src, "dl3d-test/smpl-render-in", recursive=True)
+    remote = run_shards("smpl render", SmplRenderWorker, cfg, "s3://dl3d-test/smpl-render-in", "s3://dl3d-test/smpl-render-out",
                         runner)
     assert remote.exit_code == 0 and remote.count("ok") == 3
     fs.invalidate_cache()
     for i in range(3):
-        assert fs.cat_file(f"dl3d-test/render-out/part-{i:05d}.parquet") == (tmp_path / "local" / f"part-{i:05d}.parquet").read_bytes()
+        assert fs.cat_file(f"dl3d-test/smpl-render-out/part-{i:05d}.parquet") == (tmp_path / "local" / f"part-{i:05d}.parquet").read_bytes()
     for r in (a, b):  # libx264 is not bit-exact run to run: the decoded frames must agree
-        (tmp_path / "s3.mp4").write_bytes(fs.cat_file(f"dl3d-test/render-out/{r['video_path']}"))
+        (tmp_path / "s3.mp4").write_bytes(fs.cat_file(f"dl3d-test/smpl-render-out/{r['video_path']}"))
         diff = np.abs(_frames(tmp_path / "s3.mp4").astype(int) - _frames(tmp_path / "local" / r["video_path"]))
         assert diff.mean() < 1.0, f"{r['id']}: S3 and local renders differ by {diff.mean():.2f} levels on average"
 
