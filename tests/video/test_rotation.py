@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pyarrow.parquet as pq
 import pytest
-from video_files import gradient_frames
+from video_files import gradient_frames, write_video
 
 from dl3d.data import Shard
 from dl3d.video.decode import upright
@@ -26,22 +26,11 @@ def test_upright_turns_counter_clockwise_by_the_display_angle():
 
 @pytest.mark.parametrize("turn", [True, False])
 def test_pose_detect_reports_the_turned_image_size(tmp_path, turn):
-    import av
-
     from dl3d.video.ingest import ingest_videos
     from dl3d.workers.pose_detect import PoseDetectWorker
     from dl3d.workers.video_config import PoseDetectConfig
 
-    (tmp_path / "clips").mkdir()
-    with av.open(str(tmp_path / "clips" / "phone.mp4"), "w") as c:
-        s = c.add_stream("libx264", rate=30)
-        s.width, s.height, s.pix_fmt = 64, 48, "yuv420p"
-        s.set_display_rotation(90)
-        for f in gradient_frames(3, 64, 48):
-            for p in s.encode(av.VideoFrame.from_ndarray(f, format="rgb24")):
-                c.mux(p)
-        for p in s.encode():
-            c.mux(p)
+    write_video(tmp_path / "clips" / "phone.mp4", gradient_frames(3, 64, 48), 30, "libx264", rotation=90)
     ingest_videos(str(tmp_path / "clips"), str(tmp_path / "videos"))
     worker = PoseDetectWorker(PoseDetectConfig(upright=turn))
     result = worker.process(ShardTask(Shard(0, str(tmp_path / "videos" / "part-00000.parquet")), str(tmp_path / "kp")))

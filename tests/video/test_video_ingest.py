@@ -77,18 +77,7 @@ def test_embedded_bytes_and_streaming_batches(folder, tmp_path):
 
 
 def test_rotation_and_our_encoder(tmp_path):
-    import av
-
-    path = tmp_path / "r.mp4"
-    with av.open(str(path), "w") as c:
-        s = c.add_stream("libx264", rate=30)
-        s.width, s.height, s.pix_fmt = 64, 48, "yuv420p"
-        s.set_display_rotation(90)
-        for f in gradient_frames(4, 64, 48):
-            for p in s.encode(av.VideoFrame.from_ndarray(f, format="rgb24")):
-                c.mux(p)
-        for p in s.encode():
-            c.mux(p)
+    path = write_video(tmp_path / "r.mp4", gradient_frames(4, 64, 48), 30, "libx264", rotation=90)
     info = probe_video(VideoRef("r", url=str(path)))
     assert (info.rotation, info.width, info.height, info.num_frames) == (90, 64, 48, 4)
     data = encode_video(gradient_frames(9, 65, 49), fps=29.97)  # odd sizes are cut to even

@@ -15,7 +15,8 @@ def gradient_frames(n: int, width: int, height: int) -> list[np.ndarray]:
             .astype(np.uint8) for i in range(n)]
 
 
-def write_video(path: Path, frames: list[np.ndarray], fps: Fraction | int, codec: str) -> Path:
+def write_video(path: Path, frames: list[np.ndarray], fps: Fraction | int, codec: str, rotation: int = 0) -> Path:
+    """Encode ``frames`` (H, W, 3 uint8) at ``fps``; ``rotation``: the display rotation (degrees) to record."""
     import av
 
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -23,6 +24,8 @@ def write_video(path: Path, frames: list[np.ndarray], fps: Fraction | int, codec
         s = c.add_stream(codec, rate=fps)
         s.height, s.width = frames[0].shape[:2]
         s.pix_fmt = "yuv420p"
+        if rotation:
+            s.set_display_rotation(rotation)
         for f in frames:
             for p in s.encode(av.VideoFrame.from_ndarray(f, format="rgb24")):
                 c.mux(p)
