@@ -11,14 +11,13 @@ from __future__ import annotations
 import argparse
 import os
 import tempfile
-import time
 
 os.environ.setdefault("RAY_AUTH_MODE", "disabled")
 
 import ray  # noqa: E402
 
 from dl3d.body import make_procedural_body_model, write_body_model  # noqa: E402
-from dl3d.jobs.runner import RunnerConfig, run_shards  # noqa: E402
+from scaling import worker_scaling  # noqa: E402  (bench/scaling.py)
 from dl3d.synthetic.smpl_params import SmplParamsSpec, write_smpl_params_dataset  # noqa: E402
 from dl3d.workers.smpl_export import SmplExportConfig, SmplExportWorker  # noqa: E402
 
@@ -42,17 +41,7 @@ def main() -> None:
         else:
             ray.init(num_cpus=max(args.workers, 1), include_dashboard=False)
         cfg = SmplExportConfig(model=model, vertices=args.vertices)
-        rates = {}
-        for n in (1, args.workers):
-            t0 = time.perf_counter()
-            report = run_shards("bench", SmplExportWorker, cfg, params, f"{tmp}/out-{n}",
-                                RunnerConfig(workers=n, cpus_per_worker=1, progress=False))
-            seconds = time.perf_counter() - t0
-            assert report.exit_code == 0, report.summary()
-            rates[n] = report.rows / seconds
-            print(f"{n} worker(s): {report.rows} frames in {seconds:.2f} s = {rates[n]:.0f} frames/s (incl. worker start)")
-        print(f"ratio {args.workers} workers / 1 worker: {rates[args.workers] / rates[1]:.2f}x "
-              f"(ideal {args.workers:.0f}x on {os.cpu_count()} cores)")
+        worker_scaling(SmplExportWorker, cfg, params, f"{tmp}/out", args.workers, "frames")
         ray.shutdown()
 
 

@@ -14,7 +14,6 @@ from __future__ import annotations
 import argparse
 import os
 import tempfile
-import time
 
 os.environ.setdefault("RAY_AUTH_MODE", "disabled")
 
@@ -26,7 +25,7 @@ import torch  # noqa: E402
 from dl3d.data import DatasetWriter, tensor_to_arrow  # noqa: E402
 from dl3d.data.images import encode_png  # noqa: E402
 from dl3d.data.view_tables import IMAGES  # noqa: E402
-from dl3d.jobs.runner import RunnerConfig, run_shards  # noqa: E402
+from scaling import worker_scaling  # noqa: E402  (bench/scaling.py)
 from dl3d.meshrcnn import MESHRCNN_PRESETS, build_meshrcnn  # noqa: E402
 from dl3d.meshrcnn.checkpoint import meshrcnn_checkpoint  # noqa: E402
 from dl3d.synthetic.shapes import KINDS, ShapesSpec, render_shapes_image  # noqa: E402
@@ -69,18 +68,8 @@ def main() -> None:
         else:
             ray.init(num_cpus=max(args.workers, 1) + 1, include_dashboard=False)
         job = MeshRCNNReconstructConfig(checkpoint=ckpt, score_threshold=0.5)
-        rates = {}
-        for n in (1, args.workers):
-            t0 = time.perf_counter()
-            report = run_shards("bench", MeshRCNNReconstructWorker, job, f"{tmp}/imgs", f"{tmp}/out-{n}",
-                                RunnerConfig(workers=n, cpus_per_worker=1, progress=False))
-            seconds = time.perf_counter() - t0
-            assert report.exit_code == 0, report.summary()
-            rates[n] = args.images / seconds
-            print(f"{n} worker(s): {args.images} images ({report.rows} rows) in {seconds:.2f} s = "
-                  f"{rates[n]:.2f} images/s (incl. worker start)")
-        print(f"ratio {args.workers} workers / 1 worker: {rates[args.workers] / rates[1]:.2f}x "
-              f"(ideal {args.workers:.0f}x on {os.cpu_count()} cores)")
+        worker_scaling(MeshRCNNReconstructWorker, job, f"{tmp}/imgs", f"{tmp}/out", args.workers, "images",
+                       count=lambda report: args.images, detail=lambda report: f" ({report.rows} rows)", digits=2)
         ray.shutdown()
 
 

@@ -23,7 +23,7 @@ os.environ.setdefault("RAY_AUTH_MODE", "disabled")
 import ray  # noqa: E402
 
 from dl3d.body import make_procedural_body_model  # noqa: E402
-from dl3d.jobs.runner import RunnerConfig, run_shards  # noqa: E402
+from scaling import worker_scaling  # noqa: E402  (bench/scaling.py)
 from dl3d.video.clip_spec import BodyClipSpec  # noqa: E402
 from dl3d.video.decode import VideoRef, iter_frame_batches  # noqa: E402
 from dl3d.video.ingest import IngestVideosConfig, ingest_videos  # noqa: E402
@@ -68,18 +68,9 @@ def main() -> None:
             ray.init(address=args.ray_address)
         else:
             ray.init(num_cpus=max(args.workers, 1), include_dashboard=False)
-        rates = {}
-        for w in (1, args.workers):
-            t0 = time.perf_counter()
-            report = run_shards("bench", PoseDetectWorker, PoseDetectConfig(), f"{tmp}/videos", f"{tmp}/out-{w}",
-                                RunnerConfig(workers=w, cpus_per_worker=1, progress=False))
-            seconds = time.perf_counter() - t0
-            assert report.exit_code == 0, report.summary()
-            rates[w] = report.rows / seconds
-            print(f"{w} worker(s): {report.rows} frames in {seconds:.2f} s = {rates[w]:.0f} frames/s "
-                  f"(incl. worker start; rows {report.row_status})")
-        print(f"ratio {args.workers} workers / 1 worker: {rates[args.workers] / rates[1]:.2f}x "
-              f"(ideal {args.workers:.0f}x on {os.cpu_count()} cores); 1 worker / no Ray: {rates[1] / base:.2f}x")
+        rates = worker_scaling(PoseDetectWorker, PoseDetectConfig(), f"{tmp}/videos", f"{tmp}/out", args.workers,
+                               "frames", detail=lambda report: f" (rows {report.row_status})")
+        print(f"1 worker / no Ray: {rates[1] / base:.2f}x")
         ray.shutdown()
 
 
