@@ -32,6 +32,7 @@ from dl3d.data import fs as fsx
 from dl3d.data.dataset import write_json
 from dl3d.data.images import image_size
 from dl3d.data.mesh_tables import OBJECT_IMAGES, encode_mask, pack_occupancy
+from dl3d.ingest.object_rows import flush_rows, load_obj_mesh, new_rows, pool_occupancy
 from dl3d.ingest.report import INGEST_ERRORS, BaseIngestReport, SkippedInput
 
 PIX3D_CATEGORIES = ("bed", "bookcase", "chair", "desk", "misc", "sofa", "table", "tool", "wardrobe")
@@ -94,8 +95,7 @@ def voxel_grid_to_camera(voxel: np.ndarray, R: np.ndarray, t: np.ndarray, size: 
     T = np.eye(4)
     T[:3, :3] = PIX3D_TO_OPENCV @ np.asarray(R, np.float64) @ A
     T[:3, 3] = PIX3D_TO_OPENCV @ (np.asarray(R, np.float64) @ b + np.asarray(t, np.float64))
-    f = D // size
-    pooled = vox.reshape(size, f, size, f, size, f).any(axis=(1, 3, 5))
+    pooled = pool_occupancy(vox, size)
     return np.ascontiguousarray(pooled.transpose(2, 1, 0)), T  # our grids are indexed [z, y, x] = [a2, a1, a0]
 
 
@@ -115,7 +115,7 @@ def ingest_pix3d(root: str, output: str, cfg: IngestPix3DConfig) -> Pix3DIngestR
         keep = {im["file_name"] for im in json.loads(fsx.get_bytes(sfs, spath))["images"]}
     report = Pix3DIngestReport(output_url=output)
     writer = DatasetWriter(output, OBJECT_IMAGES, produced_by={"ingest": "pix3d", "root": root})
-    rows: dict[str, list] = {c.name: [] for c in OBJECT_IMAGES.columns}
+    rows = new_rows()
     meshes: dict[str, tuple[np.ndarray, np.ndarray]] = {}
     for n, ann in enumerate(annotations):
         name = ann.get("img", f"annotation {n}")
@@ -133,7 +133,7 @@ def ingest_pix3d(root: str, output: str, cfg: IngestPix3DConfig) -> Pix3DIngestR
                 raise ValueError(f"mask is {mask.shape[1]}x{mask.shape[0]}, image {w}x{h}")
             R, t = np.asarray(ann["rot_mat"], np.float64), np.asarray(ann["trans_mat"], np.float64)
             if ann["model"] not in meshes:
-                meshes[ann["model"]] = _load_obj(fs, fsx.join(base, ann["model"]))
+                meshes[ann["model"]] = load_obj_mesh(fs, fsx.join(base, ann["model"]))
             v, f = meshes[ann["model"]]
             verts = (v.astype(np.float64) @ R.T + t) @ PIX3D_TO_OPENCV.T
             occ, T = voxel_grid_to_camera(_load_voxel(fs, fsx.join(base, ann["voxel"])), R, t, cfg.occupancy_size)
@@ -157,35 +157,13 @@ def ingest_pix3d(root: str, output: str, cfg: IngestPix3DConfig) -> Pix3DIngestR
         report.per_category[ann["category"]] = report.per_category.get(ann["category"], 0) + 1
         report.images += 1
         if len(rows["id"]) == cfg.images_per_shard:
-            _flush(writer, rows, report)
+            flush_rows(writer, rows, report)
     if rows["id"]:
-        _flush(writer, rows, report)
+        flush_rows(writer, rows, report)
     out_fs, out_root = fsx.resolve(output)
     write_json(out_fs, fsx.join(out_root, INGEST_ERRORS), [s.__dict__ for s in report.skipped])
     writer.close(categories=list(PIX3D_CATEGORIES))
     return report
-
-
-def _flush(writer: DatasetWriter, rows: dict[str, list], report: Pix3DIngestReport) -> None:
-    import pyarrow as pa
-
-    from dl3d.data import tensor_to_arrow
-
-    table = pa.table({k: (tensor_to_arrow(np.stack(v)) if k == "intrinsics" else v) for k, v in rows.items()},
-                     schema=OBJECT_IMAGES.arrow_schema())
-    writer.write_shard(report.shards, table)
-    report.shards += 1
-    for v in rows.values():
-        v.clear()
-
-
-def _load_obj(fs, path: str) -> tuple[np.ndarray, np.ndarray]:
-    import io
-
-    from pytorch3d.io import load_obj
-
-    verts, faces, _ = load_obj(io.BytesIO(fsx.get_bytes(fs, path)), load_textures=False)
-    return verts.numpy(), faces.verts_idx.numpy()
 
 
 def _load_voxel(fs, path: str) -> np.ndarray:
