@@ -1,4 +1,4 @@
-"""The Mesh R-CNN rows of the ``dl3d`` CLI table that are not batch jobs: rendered shapes data, Pix3D ingest."""
+"""The Mesh R-CNN rows of the ``dl3d`` CLI table that are not batch jobs: rendered shapes data, Pix3D and R2N2 ingest."""
 
 from __future__ import annotations
 
@@ -25,3 +25,12 @@ def ingest_pix3d(args: argparse.Namespace) -> int:
     from dl3d.jobs.commands import print_report
 
     return print_report(run(args.input, args.output, dataclass_from_args(IngestPix3DConfig, args)))
+
+
+def ingest_r2n2(args: argparse.Namespace) -> int:
+    from dl3d.ingest.r2n2 import IngestR2N2Config
+    from dl3d.ingest.r2n2 import ingest_r2n2 as run
+
+    from dl3d.jobs.commands import print_report
+
+    return print_report(run(args.input, args.shapenet, args.output, dataclass_from_args(IngestR2N2Config, args)))
