@@ -29,7 +29,7 @@ import threading
 import time
 import uuid
 from collections import deque
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from importlib import metadata
 from typing import Any
 
@@ -38,105 +38,16 @@ from tqdm import tqdm
 
 from dl3d.data import JobOutput, Shard, list_shards
 from dl3d.jobs.job_guard import OutputUnusable, check_input, job_spec, take_output
+from dl3d.jobs.job_report import JobReport, ShardLedger, ShardOutcome, WorkerTotals  # noqa: F401  (re-exported)
 from dl3d.jobs.placement import plan_workers
 from dl3d.jobs.ray_env import cluster_cpus, cluster_gpus, ensure_ray, worker_runtime_env
 from dl3d.jobs.runner_config import RunnerConfig  # noqa: F401  (defined apart so the CLI needs no Ray)
 from dl3d.workers.base import ShardResult, ShardTask, ShardWorker
 
+IN_FLIGHT_PER_WORKER = 2
+"""Shards handed to each worker at once: one it works on, one waiting (or, for a staged worker, being read)."""
+
 VERSIONED_PACKAGES = ("dl3d", "torch", "easypytorch3d", "smplx", "ray", "pyarrow", "fsspec", "s3fs", "numpy")
-
-
-@dataclass
-class ShardOutcome:
-    index: int
-    status: str
-    """``ok``, ``skipped`` (committed before this run), ``failed`` or ``bad_input``."""
-    rows: int = 0
-    seconds: float = 0.0
-    attempts: int = 0
-    error: str | None = None
-    worker: dict[str, Any] = field(default_factory=dict)
-    row_status: dict[str, int] = field(default_factory=dict)
-    """Rows per row status (``ok``, ``nonfinite_fit``, ...) for jobs whose output has a status column."""
-
-
-@dataclass
-class JobReport:
-    """What a run did; ``exit_code`` is 0 only when every shard is committed and everything recorded."""
-
-    job: str
-    output: str
-    shards: list[ShardOutcome]
-    seconds: float
-    notes: list[str] = field(default_factory=list)
-    """Things the run did besides the shards (a stale lease taken over, --overwrite)."""
-    unrecorded: list[str] = field(default_factory=list)
-    """Records that could not be written (``_errors/...``, ``_job.json``: a full disk, storage gone)."""
-    aborted: str | None = None
-    """Why the run stopped early (its lease on the output was lost), or None."""
-
-    def count(self, status: str) -> int:
-        return sum(s.status == status for s in self.shards)
-
-    @property
-    def failed(self) -> list[ShardOutcome]:
-        return [s for s in self.shards if s.status in ("failed", "bad_input")]
-
-    @property
-    def rows(self) -> int:
-        return sum(s.rows for s in self.shards if s.status == "ok")
-
-    @property
-    def row_status(self) -> dict[str, int]:
-        """Rows committed this run per row status (jobs whose output has a status column)."""
-        total: dict[str, int] = {}
-        for s in self.shards:
-            for k, n in s.row_status.items():
-                total[k] = total.get(k, 0) + n
-        return dict(sorted(total.items()))
-
-    @property
-    def rows_not_ok(self) -> dict[str, int]:
-        return {k: n for k, n in self.row_status.items() if k != "ok"}
-
-    @property
-    def exit_code(self) -> int:
-        return 1 if self.failed or self.unrecorded or self.aborted else 0
-
-    def summary(self) -> str:
-        rate = self.rows / self.seconds if self.seconds > 0 else 0.0
-        lines = [
-            f"{self.job}: {self.output}",
-            f"  {'shards':<22}{len(self.shards):>8}",
-            f"  {'committed this run':<22}{self.count('ok'):>8}",
-            f"  {'already committed':<22}{self.count('skipped'):>8}",
-            f"  {'failed':<22}{len(self.failed):>8}",
-            f"  {'rows this run':<22}{self.rows:>8}",
-            *(f"    {'rows ' + k:<20}{n:>8}" for k, n in self.row_status.items()),
-            f"  {'seconds':<22}{self.seconds:>8.1f}",
-            f"  {'rows/s':<22}{rate:>8.1f}",
-        ]
-        nodes: dict[str, int] = {}
-        for s in self.shards:
-            if s.status == "ok":
-                key = f"{s.worker.get('node_id', s.worker.get('host', '?'))[:12]} {s.worker.get('device', '')}"
-                nodes[key] = nodes.get(key, 0) + 1
-        for key, n in sorted(nodes.items()):
-            lines.append(f"  shards on {key:<30}{n:>4}")
-        for s in self.failed:
-            first = (s.error or "").strip().splitlines()
-            lines.append(f"  FAILED part-{s.index:05d} after {s.attempts} attempt(s): {first[-1] if first else '?'}")
-        if self.failed:
-            lines.append(f"  details: {self.output.rstrip('/')}/_errors/")
-        lines.extend(f"  note: {n}" for n in self.notes)
-        if self.aborted:
-            lines.append(f"  ABORTED: {self.aborted}")
-        lines.extend(f"  NOT RECORDED: {u}" for u in self.unrecorded)
-        bad = self.rows_not_ok
-        rows_note = (f" ({sum(bad.values())} rows not ok: "
-                     + ", ".join(f"{k} {n}" for k, n in bad.items()) + "; see their status column)") if bad else ""
-        lines.append("status: " + ("FAILED" if self.exit_code else "ok") + rows_note)
-        return "\n".join(lines)
 
 
 def package_versions() -> dict[str, str]:
@@ -184,7 +95,10 @@ def _run_leased(job: str, worker_cls: type[ShardWorker], worker_config: Any, inp
                 spec: dict[str, Any], lease: Any, notes: list[str]) -> JobReport:
     committed = out.committed()
     todo = [s for s in shards if s.index not in committed]
-    outcomes = {s.index: ShardOutcome(s.index, "skipped") for s in shards if s.index in committed}
+    ledger = ShardLedger(s.index for s in shards)
+    for s in shards:
+        if s.index in committed:
+            ledger.record(ShardOutcome(s.index, "skipped"))
     meta = {
         "job": job, "run_id": run_id, "status": "running", "input": input_url, "output": output_url,
         "started": _iso(started), "config": dataclasses.asdict(worker_config), "spec": spec,
@@ -194,41 +108,49 @@ def _run_leased(job: str, worker_cls: type[ShardWorker], worker_config: Any, inp
         out.write_job_meta(meta)
     except OSError as exc:
         raise OutputUnusable(f"cannot write {out.url.rstrip('/')}/_job.json: {exc}") from None
+    clock = _Clock(started)
+    clock.lap("plan")
     where = ensure_ray(runner.ray_address)
     signal_guard = _sigterm_as_interrupt()  # ray.init installed its own SIGTERM handler: take it back
     signal_guard.__enter__()
     placed = plan_workers(runner, cluster_gpus(), cluster_cpus(), cpu_auto="fill", max_workers=len(todo))
     num_gpus, n_workers = placed.gpus_per_worker, placed.workers
-    meta.update(runner=dataclasses.asdict(runner) | {"workers": n_workers, "gpus_per_worker": num_gpus},
+    meta.update(runner=dataclasses.asdict(runner) | {"workers": n_workers, "gpus_per_worker": num_gpus,
+                                                     "in_flight_per_worker": IN_FLIGHT_PER_WORKER},
                 ray={"where": where, "nodes": len(ray.nodes()), "resources": ray.cluster_resources()})
-    report = JobReport(job, output_url, [], 0.0, notes=list(notes))
+    report = JobReport(job, output_url, ledger, 0.0, notes=list(notes))
+    totals = WorkerTotals(started)
     bar = tqdm(total=len(shards), initial=len(committed), unit="shard", desc=job, disable=not runner.progress,
                file=sys.stderr, dynamic_ncols=True)
     try:
         _record(report, "_job.json", lambda: out.write_job_meta(meta))
+        clock.lap("ray")
         if todo:
-            options = dict(num_cpus=runner.cpus_per_worker, num_gpus=num_gpus, max_restarts=-1, max_task_retries=0)
+            options = dict(num_cpus=runner.cpus_per_worker, num_gpus=num_gpus, max_restarts=-1, max_task_retries=0,
+                           max_concurrency=IN_FLIGHT_PER_WORKER if worker_cls.staged() else 1)
             if worker_runtime_env():
                 options["runtime_env"] = worker_runtime_env()
             actor_cls = ray.remote(worker_cls).options(**options)
             actors = [actor_cls.remote(worker_config, num_threads=int(runner.cpus_per_worker)) for _ in range(n_workers)]
             try:
-                _dispatch(todo, actors, out, output_url, run_id, runner.max_attempts, outcomes, bar, started, report,
-                          lease)
+                _dispatch(todo, actors, output_url, run_id, runner.max_attempts,
+                          _Books(out, ledger, totals, bar, report, lease, clock))
             finally:
                 for a in actors:
                     ray.kill(a)
     except KeyboardInterrupt:
         bar.close()
         meta.update(status="interrupted", finished=_iso(time.time()), seconds=round(time.time() - started, 3),
-                    shards=[dataclasses.asdict(o) for o in outcomes.values()])
+                    shards=ledger.compact(), timings=clock.seconds(), workers=totals.records(time.time() - started))
         _record(report, "_job.json", lambda: out.write_job_meta(meta))
         raise
     finally:
         signal_guard.__exit__(None, None, None)
     bar.close()
-    report.shards = [outcomes.get(s.index, ShardOutcome(s.index, "not_run")) for s in shards]
     report.seconds = time.time() - started
+    report.workers = totals.records(report.seconds)
+    clock.lap("finish")
+    report.timings = clock.seconds()
     meta.update(
         status="aborted" if report.aborted else ("failed" if report.failed else "ok"), finished=_iso(time.time()),
         seconds=round(report.seconds, 3),
@@ -237,11 +159,41 @@ def _run_leased(job: str, worker_cls: type[ShardWorker], worker_config: Any, inp
                 "rows_not_ok": sum(report.rows_not_ok.values()),
                 "rows_per_s": round(report.rows / report.seconds, 2) if report.seconds else 0.0},
         notes=report.notes, aborted=report.aborted, unrecorded=list(report.unrecorded),
-        shards=[dataclasses.asdict(s) for s in report.shards],
+        timings=report.timings, workers=report.workers, shards=ledger.compact(),
     )
     if not report.aborted:  # after a lost lease another run owns the output: leave its _job.json alone
         _record(report, "_job.json", lambda: out.write_job_meta(meta))
     return report
+
+
+class _Clock:
+    """The driver's own seconds per phase: ``plan`` (listing, checks, lease), ``ray`` (start or join Ray,
+    placement), ``dispatch`` (its loop's own work), ``wait`` (in ``ray.wait``), ``finish``."""
+
+    def __init__(self, started: float):
+        self.t = started
+        self.laps: dict[str, float] = {}
+
+    def lap(self, name: str) -> None:
+        now = time.time()
+        self.laps[name] = self.laps.get(name, 0.0) + now - self.t
+        self.t = now
+
+    def seconds(self) -> dict[str, float]:
+        return {k: round(v, 4) for k, v in self.laps.items()}
+
+
+@dataclass
+class _Books:
+    """What the dispatch loop records into."""
+
+    out: JobOutput
+    ledger: ShardLedger
+    totals: WorkerTotals
+    bar: Any
+    report: JobReport
+    lease: Any
+    clock: _Clock
 
 
 def _record(report: JobReport, what: str, write) -> bool:
@@ -274,73 +226,129 @@ def _raise_interrupt(signum, frame):
     raise KeyboardInterrupt(f"signal {signum}")
 
 
-def _dispatch(todo: list[Shard], actors: list, out: JobOutput, output_url: str, run_id: str, max_attempts: int,
-              outcomes: dict[int, ShardOutcome], bar: tqdm, started: float, report: JobReport, lease: Any) -> None:
-    """Keep every live worker busy until each shard is committed or has failed ``max_attempts`` times.
+def _dispatch(todo: list[Shard], actors: list, output_url: str, run_id: str, max_attempts: int, books: _Books) -> None:
+    """Keep ``IN_FLIGHT_PER_WORKER`` shards in every live worker until each shard is committed or has
+    failed ``max_attempts`` times.
 
-    A worker whose process died is restarted by Ray (``max_restarts``); it gets no shard until a
-    ping with unlimited retries comes back, so a retry never lands on a worker that is still down.
+    A worker runs its calls in order (a staged one pipelines two: the second is read while the first
+    computes), so the second shard waits inside the worker instead of for a round trip to the driver.
+    A worker whose process died is restarted by Ray (``max_restarts``); it gets no shard until a ping
+    with unlimited retries comes back, so a retry never lands on a worker that is still down. When a
+    worker dies with two shards in it, the attempt is charged to the older one (the one it was working
+    on); the other is put back uncharged, once per shard (a shard that kills its worker again is charged).
     """
+    out, ledger, bar, report, lease, clock = books.out, books.ledger, books.bar, books.report, books.lease, books.clock
     queue: deque[tuple[Shard, int]] = deque((s, 1) for s in todo)
-    idle = deque(actors)
+    slots = deque(a for _ in range(IN_FLIGHT_PER_WORKER) for a in actors)  # one entry per free place in a worker
+    created = {a._actor_id: time.time() for a in actors}
     inflight: dict[ray.ObjectRef, tuple[Shard, int, Any]] = {}
+    order: dict[Any, deque[ray.ObjectRef]] = {a._actor_id: deque() for a in actors}  # each worker's refs, oldest first
+    verdict: dict[ray.ObjectRef, bool] = {}  # refs of a worker that died: charged an attempt or not
+    spared: set[int] = set()  # shards put back uncharged once already
     recovering: dict[ray.ObjectRef, Any] = {}
-    rows = 0
-    while inflight or (queue and (idle or recovering)):
+    progress = _Progress(bar)
+    while inflight or (queue and (slots or recovering)):
         if lease.lost.is_set() and not report.aborted:
             report.aborted = "another run took over the lease on the output; no shard was started after that"
         if report.aborted:  # let the shards in flight finish, start no other
             queue.clear()
             if not inflight:
                 break
-        while queue and idle:
+        while queue and slots:
             shard, attempt = queue.popleft()
-            _record(report, f"(partial files of part-{shard.index:05d})", lambda: out.clear_leftovers(shard.index))
-            actor = idle.popleft()
-            inflight[actor.process.remote(ShardTask(shard, output_url, attempt, run_id))] = (shard, attempt, actor)
-        [ref], _ = ray.wait(list(inflight) + list(recovering), num_returns=1)
-        if ref in recovering:
-            actor = recovering.pop(ref)
+            actor = slots.popleft()
+            ref = actor.process.remote(ShardTask(shard, output_url, attempt, run_id))
+            inflight[ref] = (shard, attempt, actor)
+            order[actor._actor_id].append(ref)
+        clock.lap("dispatch")
+        waiting = list(inflight) + list(recovering)
+        ready, _ = ray.wait(waiting, num_returns=1)
+        if len(waiting) > 1:  # everything else that is done too: one pass of bookkeeping for all of them
+            ready, _ = ray.wait(waiting, num_returns=len(waiting), timeout=0)
+        clock.lap("wait")
+        for ref in ready:
+            if ref in recovering:
+                actor = recovering.pop(ref)
+                try:
+                    ray.get(ref)
+                    slots.extend([actor] * IN_FLIGHT_PER_WORKER)
+                except ray.exceptions.RayError as exc:  # gone for good (e.g. its node left and no other fits it)
+                    bar.write(f"a worker could not be restarted and is dropped: {_last_line(str(exc))}")
+                continue
+            shard, attempt, actor = inflight.pop(ref)
+            mine = order[actor._actor_id]
             try:
-                ray.get(ref)
-                idle.append(actor)
-            except ray.exceptions.RayError as exc:  # gone for good (e.g. its node left and no other fits it)
-                bar.write(f"a worker could not be restarted and is dropped: {_last_line(str(exc))}")
-            continue
-        shard, attempt, actor = inflight.pop(ref)
-        try:
-            result: ShardResult = ray.get(ref)
-        except ray.exceptions.RayActorError as exc:
-            recovering[actor.info.options(max_task_retries=-1).remote()] = actor
-            error = f"worker died while processing the shard (attempt {attempt}): {exc}"
-        except ray.exceptions.RayTaskError as exc:
-            idle.append(actor)
-            error = f"attempt {attempt}: {exc}"
-        else:
-            idle.append(actor)
-            if result.status == "ok":
-                outcomes[shard.index] = ShardOutcome(shard.index, "ok", result.rows, result.seconds, attempt,
-                                                     worker=result.worker,
-                                                     row_status=dict(getattr(result, "row_status", {}) or {}))
-                rows += result.rows
+                result: ShardResult = ray.get(ref)
+            except ray.exceptions.RayActorError as exc:
+                if ref not in verdict:  # the first of this death's refs: the oldest in the worker is charged
+                    verdict.update((r, i == 0) for i, r in enumerate(mine))
+                    slots = deque(a for a in slots if a._actor_id != actor._actor_id)
+                    recovering[actor.info.options(max_task_retries=-1).remote()] = actor
+                charged = verdict.pop(ref)
+                mine.remove(ref)
+                if not charged and shard.index not in spared:
+                    spared.add(shard.index)  # once per shard: one that keeps killing workers is charged after
+                    queue.appendleft((shard, attempt))
+                    continue
+                error = f"worker died while processing the shard (attempt {attempt}): {exc}"
+            except ray.exceptions.RayTaskError as exc:
+                mine.remove(ref)
+                verdict.pop(ref, None)
+                slots.append(actor)
+                error = f"attempt {attempt}: {exc}"
             else:
-                _fail(out, shard, "bad_input", attempt, result.error, outcomes, result.worker, report)
-            bar.update(1)
-            bar.set_postfix(rows=rows, rows_per_s=f"{rows / max(time.time() - started, 1e-9):.1f}", refresh=False)
-            continue
-        if attempt < max_attempts:
-            bar.write(f"part-{shard.index:05d}: attempt {attempt} failed, retrying: {_last_line(error)}")
-            queue.appendleft((shard, attempt + 1))
-        else:
-            _fail(out, shard, "failed", attempt, error, outcomes, {}, report)
-            bar.update(1)
+                mine.remove(ref)
+                verdict.pop(ref, None)
+                slots.append(actor)
+                books.totals.add(result.worker, result.rows, result.phases, time.time(),
+                                 created.get(actor._actor_id))
+                if result.status == "ok":
+                    ledger.record(ShardOutcome(shard.index, "ok", result.rows, result.seconds, attempt,
+                                               worker=result.worker, row_status=dict(result.row_status or {})))
+                    progress.add(result.rows)
+                else:
+                    _fail(out, shard, "bad_input", attempt, result.error, ledger, result.worker, report)
+                    progress.add(0)
+                continue
+            if attempt < max_attempts:
+                bar.write(f"part-{shard.index:05d}: attempt {attempt} failed, retrying: {_last_line(error)}")
+                queue.appendleft((shard, attempt + 1))
+            else:
+                _fail(out, shard, "failed", attempt, error, ledger, {}, report)
+                progress.add(0)
+        clock.lap("dispatch")
+    progress.flush()
     for shard, attempt in queue:  # every worker is gone
-        _fail(out, shard, "failed", attempt - 1, "no live worker left to run the shard", outcomes, {}, report)
+        _fail(out, shard, "failed", attempt - 1, "no live worker left to run the shard", ledger, {}, report)
 
 
-def _fail(out: JobOutput, shard: Shard, status: str, attempts: int, error: str | None,
-          outcomes: dict[int, ShardOutcome], worker: dict[str, Any], report: JobReport) -> None:
-    outcomes[shard.index] = ShardOutcome(shard.index, status, attempts=attempts, error=error, worker=worker)
+class _Progress:
+    """The progress bar, redrawn at most every ``every`` seconds (not once per shard)."""
+
+    def __init__(self, bar, every: float = 0.25):
+        self.bar, self.every = bar, every
+        self.started = time.time()
+        self.last = 0.0
+        self.shards = 0
+        self.rows = 0
+
+    def add(self, rows: int) -> None:
+        self.shards += 1
+        self.rows += rows
+        if time.time() - self.last >= self.every:
+            self.flush()
+
+    def flush(self) -> None:
+        self.bar.update(self.shards)
+        self.shards = 0
+        self.last = time.time()
+        self.bar.set_postfix(rows=self.rows, rows_per_s=f"{self.rows / max(self.last - self.started, 1e-9):.1f}",
+                             refresh=False)
+
+
+def _fail(out: JobOutput, shard: Shard, status: str, attempts: int, error: str | None, ledger: ShardLedger,
+          worker: dict[str, Any], report: JobReport) -> None:
+    ledger.record(ShardOutcome(shard.index, status, attempts=attempts, error=error, worker=worker))
     _record(report, f"_errors/part-{shard.index:05d}.json", lambda: out.record_error(
         shard.index, {"input": shard.url, "status": status, "attempts": attempts, "error": error, "worker": worker,
                       "time": _iso(time.time())}))

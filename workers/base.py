@@ -1,17 +1,33 @@
-"""The worker contract: load the model once, pick the device, turn one shard into committed outputs."""
+"""The worker contract: load the model once, pick the device, turn one shard into committed outputs.
+
+A worker either implements :meth:`ShardWorker.run_shard` whole, or the three stages of a shard —
+:meth:`~ShardWorker.read_shard` (input into memory), :meth:`~ShardWorker.compute_shard` (the model)
+and :meth:`~ShardWorker.write_shard` (encode and write the outputs). A staged worker is pipelined
+when two calls of :meth:`~ShardWorker.process` run at once (the runner starts it as a threaded Ray
+actor with ``max_concurrency=2`` and keeps two shards in flight per worker): each stage has its own
+lock, so the next shard is read while this one computes, and this one's outputs are encoded and
+written while the next computes. At most two shards are in a worker at once (memory stays bounded),
+and each call still commits its own shard, marker last, before it returns.
+"""
 
 from __future__ import annotations
 
 import os
 import socket
+import threading
 import time
 import traceback
+from contextlib import contextmanager, nullcontext
 from dataclasses import asdict, dataclass, field
-from typing import Any, ClassVar, Literal
+from typing import Any, ClassVar, Iterator, Literal
 
 import torch
 
 from dl3d.data import DataError, JobOutput, Shard
+
+PHASES = ("read", "compute", "write", "commit")
+"""The stages of a shard in a worker, in order; ``ShardResult.phases`` also has ``wait`` (seconds the
+call waited for a stage another shard held)."""
 
 
 @dataclass(frozen=True)
@@ -36,6 +52,10 @@ class ShardResult:
     worker: dict[str, Any] = field(default_factory=dict)
     row_status: dict[str, int] = field(default_factory=dict)
     """Output rows per row status, for jobs whose output has a ``status`` column (else empty)."""
+    phases: dict[str, float] = field(default_factory=dict)
+    """Seconds of this shard per stage: ``read``, ``compute``, ``write`` (encode and write the outputs),
+    ``commit`` (the marker), ``wait`` (for a stage the worker's other shard held). A worker that
+    implements ``run_shard`` whole reports it all as ``compute``."""
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -89,13 +109,36 @@ def worker_info(device: torch.device) -> dict[str, Any]:
     return info
 
 
+class _Activity:
+    """Wall seconds during which at least one stage of this worker was running (the union, not the sum)."""
+
+    def __init__(self):
+        self.lock = threading.Lock()
+        self.active = 0
+        self.since = 0.0
+        self.busy = 0.0
+
+    def enter(self) -> None:
+        with self.lock:
+            if self.active == 0:
+                self.since = time.perf_counter()
+            self.active += 1
+
+    def leave(self) -> None:
+        with self.lock:
+            self.active -= 1
+            if self.active == 0:
+                self.busy += time.perf_counter() - self.since
+
+
 class ShardWorker:
     """Base class for the model workers.
 
     Subclasses set ``config_cls`` and implement :meth:`setup` (load the model once, on
-    ``self.device``) and :meth:`run_shard` (read the shard, compute, write its outputs through the
-    given :class:`JobOutput`, return the number of rows). :meth:`process` commits the shard after
-    ``run_shard`` returns, so the marker is always the last object written.
+    ``self.device``) and either the stages :meth:`read_shard`, :meth:`compute_shard` and
+    :meth:`write_shard` (pipelined: see the module docstring) or :meth:`run_shard` whole (read,
+    compute, write; one shard at a time). :meth:`process` commits the shard after its outputs are
+    written, so the marker is always the last object written.
     """
 
     config_cls: ClassVar[type] = object
@@ -104,11 +147,24 @@ class ShardWorker:
     def __init__(self, config: Any, num_threads: int | None = None):
         if not isinstance(config, self.config_cls):
             raise TypeError(f"{type(self).__name__} expects a {self.config_cls.__name__}, got {type(config).__name__}")
+        started = time.time()
         self.config = config
         self.device = pick_device()
         if num_threads:
             torch.set_num_threads(max(1, int(num_threads)))
+        self._locks = {name: threading.Lock() for name in ("read", "compute", "write")}
+        self._whole = threading.Lock()
+        self._activity = _Activity()
+        self._calls = threading.local()
         self.setup()
+        self._ready = time.time()
+        self._setup_s = self._ready - started
+
+    @classmethod
+    def staged(cls) -> bool:
+        """True when the class implements the three stages: two shards can then be in it at once
+        (pipelined). A class that also overrides ``run_shard`` must call ``super().run_shard``."""
+        return cls.read_shard is not ShardWorker.read_shard
 
     @classmethod
     def preflight(cls, config: Any) -> None:
@@ -117,30 +173,111 @@ class ShardWorker:
     def setup(self) -> None:
         """Load the model. Called once per worker."""
 
-    def run_shard(self, task: ShardTask, out: JobOutput) -> int:
+    # -- the stages of a shard (a staged worker implements these three) --------------------------
+    def read_shard(self, task: ShardTask) -> Any:
+        """Read and check the shard's input into memory; raise ``DataError`` for bad input."""
         raise NotImplementedError
+
+    def compute_shard(self, task: ShardTask, data: Any) -> Any:
+        """Run the model on what :meth:`read_shard` returned; return what :meth:`write_shard` needs."""
+        raise NotImplementedError
+
+    def write_shard(self, task: ShardTask, out: JobOutput, result: Any) -> int:
+        """Encode and write the shard's outputs (files, then its part) through ``out``; return its rows."""
+        raise NotImplementedError
+
+    def run_shard(self, task: ShardTask, out: JobOutput) -> int:
+        """Read, compute and write one shard; returns its rows. A staged worker's stages run here, each
+        under its own lock; a worker that is not staged overrides this whole."""
+        with self.stage("read"):
+            data = self.read_shard(task)
+        with self.stage("compute"):
+            result = self.compute_shard(task, data)
+            del data
+        with self.stage("write"):
+            out.clear_leftovers(task.shard.index)  # partial files of an interrupted attempt, before writing
+            return self.write_shard(task, out, result)
+
+    # -- plumbing -------------------------------------------------------------------------------
+    @contextmanager
+    def stage(self, name: str) -> Iterator[None]:
+        """Hold stage ``name``'s lock for the block (one shard per stage at a time); the block's seconds go
+        to the calling shard's phases, the seconds spent waiting for the lock to its ``wait``."""
+        phases = getattr(self._calls, "phases", None)
+        t0 = time.perf_counter()
+        with self._locks[name]:
+            t1 = time.perf_counter()
+            self._activity.enter()
+            try:
+                yield
+            finally:
+                self._activity.leave()
+                if phases is not None:
+                    phases["wait"] += t1 - t0
+                    phases[name] += time.perf_counter() - t1
 
     def info(self) -> dict[str, Any]:
         return worker_info(self.device)
 
+    def _timing(self) -> dict[str, Any]:
+        """When the worker was ready (epoch seconds), how long ``__init__`` took (model load), and its
+        busy seconds so far (some stage running)."""
+        return {"ready_at": self._ready, "setup_s": round(self._setup_s, 4), "busy_s": round(self._activity.busy, 4)}
+
     def process(self, task: ShardTask) -> ShardResult:
-        """Run one shard and commit it. Input problems come back as ``bad_input``; other errors raise."""
+        """Run one shard and commit it. Input problems come back as ``bad_input``; other errors raise
+        (no marker is written then). Two calls may run at once (threads): a staged worker pipelines
+        them, any other runs them one after the other."""
+        phases = dict.fromkeys((*PHASES, "wait"), 0.0)
+        self._calls.phases = phases
         t0 = time.perf_counter()
         out = JobOutput(task.output_url)
+        staged = self.staged()
         try:
-            rows = self.run_shard(task, out)
-        except DataError as exc:
-            return ShardResult(
-                task.shard.index, "bad_input", seconds=time.perf_counter() - t0, error=str(exc), worker=self.info()
-            )
-        seconds = time.perf_counter() - t0
-        out.commit(
-            task.shard.index,
-            {"input": task.shard.url, "rows": rows, "seconds": round(seconds, 4), "attempt": task.attempt,
-             "run_id": task.run_id, "worker": self.info()},
-        )
-        return ShardResult(task.shard.index, "ok", rows=rows, seconds=seconds, worker=self.info(),
-                           row_status=out.row_status.get(task.shard.index, {}))
+            with (nullcontext() if staged else self._timed(self._whole, phases)):
+                try:
+                    rows = self.run_shard(task, out) if staged else self._run_whole(task, out, phases)
+                except DataError as exc:
+                    return ShardResult(task.shard.index, "bad_input", seconds=time.perf_counter() - t0,
+                                       error=str(exc), worker=self.info() | self._timing(), phases=_rounded(phases))
+                seconds = time.perf_counter() - t0
+                with (self._timed(self._locks["write"], phases) if staged else nullcontext()):
+                    t_commit = time.perf_counter()
+                    self._activity.enter()
+                    try:
+                        out.commit(task.shard.index,
+                                   {"input": task.shard.url, "rows": rows, "seconds": round(seconds, 4),
+                                    "attempt": task.attempt, "run_id": task.run_id, "worker": self.info()})
+                    finally:
+                        self._activity.leave()
+                        phases["commit"] += time.perf_counter() - t_commit
+        finally:
+            self._calls.phases = None
+        return ShardResult(task.shard.index, "ok", rows=rows, seconds=time.perf_counter() - t0,
+                           worker=self.info() | self._timing(), row_status=out.row_status.get(task.shard.index, {}),
+                           phases=_rounded(phases))
+
+    def _run_whole(self, task: ShardTask, out: JobOutput, phases: dict[str, float]) -> int:
+        """A worker that is not staged: its ``run_shard`` timed as ``compute``."""
+        t = time.perf_counter()
+        self._activity.enter()
+        try:
+            out.clear_leftovers(task.shard.index)
+            return self.run_shard(task, out)
+        finally:
+            self._activity.leave()
+            phases["compute"] += time.perf_counter() - t
+
+    @contextmanager
+    def _timed(self, lock: threading.Lock, phases: dict[str, float]) -> Iterator[None]:
+        t = time.perf_counter()
+        with lock:
+            phases["wait"] += time.perf_counter() - t
+            yield
+
+
+def _rounded(phases: dict[str, float]) -> dict[str, float]:
+    return {k: round(v, 5) for k, v in phases.items()}
 
 
 def format_exception(exc: BaseException) -> str:

@@ -53,25 +53,38 @@ class SmplExportWorker(SmplJobWorker):
     def setup(self) -> None:
         self.model = self.build_body_model(self.read_body_model(), num_betas=self.config.num_betas)
 
-    def run_shard(self, task: ShardTask, out: JobOutput) -> int:
-        cfg = self.config
+    def read_shard(self, task: ShardTask) -> tuple[Any, Any]:
+        """The shard's table and its decoded SMPL parameters (``decode_smpl_params``)."""
         table = read_table(task.shard.url, SMPL_PARAMS)
-        params = decode_smpl_params(table, task.shard.url, max_betas=self.model.num_betas)
-        if cfg.format == "amass-npz":  # one animation NPZ per track instead of joints per row
-            from dl3d.body.amass import write_amass_shard
+        return table, decode_smpl_params(table, task.shard.url, max_betas=self.model.num_betas)
 
-            index = write_amass_shard(self.model, table, params, out, task.shard.index, cfg.fps, cfg.gender)
-            out.write_part(task.shard.index, index)
-            return index.num_rows
+    def compute_shard(self, task: ShardTask, data: tuple[Any, Any]) -> dict[str, Any]:
+        """Posed joints (N, J, 3) and, when stored or meshed, vertices (N, 6890, 3), metres."""
+        cfg = self.config
+        table, params = data
+        if cfg.format == "amass-npz":  # one animation NPZ per track: posing and writing are one call
+            return {"amass": (table, params)}
         joints, verts = smpl_forward(
             self.model, params.betas, params.global_orient, params.body_pose, params.transl,
             cfg.batch_size, vertices=cfg.vertices or cfg.meshes != "none",
         )
-        columns: dict[str, Any] = {"id": params.ids, **passthrough_columns(table), "joints": joints}
+        return {"table": table, "ids": params.ids, "rows": len(params), "joints": joints, "vertices": verts}
+
+    def write_shard(self, task: ShardTask, out: JobOutput, result: dict[str, Any]) -> int:
+        cfg = self.config
+        if "amass" in result:
+            from dl3d.body.amass import write_amass_shard
+
+            table, params = result["amass"]
+            with self.stage("compute"):  # it runs the model: never beside the next shard's compute
+                index = write_amass_shard(self.model, table, params, out, task.shard.index, cfg.fps, cfg.gender)
+            out.write_part(task.shard.index, index)
+            return index.num_rows
+        columns: dict[str, Any] = {"id": result["ids"], **passthrough_columns(result["table"]),
+                                   "joints": result["joints"]}
         if cfg.vertices:
-            columns["vertices"] = verts
+            columns["vertices"] = result["vertices"]
         if cfg.meshes != "none":
-            paths = self.write_meshes(out, task.shard.index, verts)
-            columns["mesh_path"] = paths
+            columns["mesh_path"] = self.write_meshes(out, task.shard.index, result["vertices"])
         out.write_part(task.shard.index, to_table(SMPL_EXPORT, columns))
-        return len(params)
+        return result["rows"]

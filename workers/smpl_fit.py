@@ -44,12 +44,10 @@ class SmplFitWorker(SmplJobWorker):
         self.smplify = self.config.smplify()
         self.mesh_model = self.build_body_model(arrays) if self.config.meshes != "none" else None
 
-    def run_shard(self, task: ShardTask, out: JobOutput) -> int:
-        from dl3d.fitting.smplify import fit_smplify
-
+    def read_shard(self, task: ShardTask) -> dict[str, Any]:
+        """The shard's table, checked: keypoints (N, K, 3) px, track index (N,), frames (N,), camera."""
         src = task.shard.url
         table = read_table(src, KEYPOINTS2D)
-        n = table.num_rows
         fmt = _single_format(table, src)
         keypoints = arrow_to_tensor(table.column("keypoints"), (NUM_KEYPOINTS[fmt], 3), name="keypoints", source=src)
         videos = table.column("video").to_pylist()
@@ -59,23 +57,41 @@ class SmplFitWorker(SmplJobWorker):
         # One id per (video, track), so tracks of different videos never share an index.
         _, track_index = np.unique(np.array([f"{v}\x00{t}" for v, t in zip(videos, tracks)], dtype=object),
                                    return_inverse=True)
-        track_index = track_index.astype(np.int64)
+        return {"table": table, "format": fmt, "keypoints": keypoints, "track_index": track_index.astype(np.int64),
+                "frames": frames, "focal": focal, "pp": pp}
+
+    def compute_shard(self, task: ShardTask, data: dict[str, Any]) -> dict[str, Any]:
+        """SMPLify over every track of the shard, and the posed vertices (N, 6890, 3) when meshes are written."""
+        from dl3d.fitting.smplify import fit_smplify
+
+        n = data["table"].num_rows
+        track_index, frames, focal, pp = data["track_index"], data["frames"], data["focal"], data["pp"]
         fit = _empty_fit(self.kernel.num_betas) if n == 0 else {}
         for rows in _batches(track_index, self.config.max_rows):
-            result = fit_smplify(self.kernel, keypoints[rows], fmt, track_index[rows], frames[rows], focal[rows],
-                                 pp[rows], self.smplify, prior=self.prior)
+            result = fit_smplify(self.kernel, data["keypoints"][rows], data["format"], track_index[rows], frames[rows],
+                                 focal[rows], pp[rows], self.smplify, prior=self.prior)
             for key in FIT_FIELDS:
                 value = getattr(result, key)
                 fit.setdefault(key, np.empty((n,) + value.shape[1:], value.dtype))[rows] = value
+        vertices = None
+        if self.mesh_model is not None:
+            _, vertices = smpl_forward(self.mesh_model, fit["betas"].astype(np.float32), fit["global_orient"],
+                                       fit["body_pose"], fit["transl"], batch_size=1024, vertices=True)
+        return {"table": data["table"], "fit": fit, "focal": focal, "pp": pp, "vertices": vertices}
+
+    def write_shard(self, task: ShardTask, out: JobOutput, result: dict[str, Any]) -> int:
+        table, fit = result["table"], result["fit"]
         columns: dict[str, Any] = {name: table.column(name) for name in ("id", "video", "track", "frame")}
         columns |= {"betas": fit["betas"], "global_orient": fit["global_orient"], "body_pose": fit["body_pose"],
-                    "transl": fit["transl"], "joints": fit["joints3d"], "focal_length": focal, "principal_point": pp,
-                    "reprojection_error_px": fit["reprojection_error_px"], "loss": fit["loss"],
-                    "status": [str(s) for s in fit["status"]], "flipped": fit["flipped"].astype(bool)}
-        if self.mesh_model is not None:
-            columns["mesh_path"] = self._write_meshes(task, out, fit)
+                    "transl": fit["transl"], "joints": fit["joints3d"], "focal_length": result["focal"],
+                    "principal_point": result["pp"], "reprojection_error_px": fit["reprojection_error_px"],
+                    "loss": fit["loss"], "status": [str(s) for s in fit["status"]],
+                    "flipped": fit["flipped"].astype(bool)}
+        if result["vertices"] is not None:
+            columns["mesh_path"] = self.write_meshes(out, task.shard.index, result["vertices"],
+                                                     keep=[s == "ok" for s in fit["status"]])
         out.write_part(task.shard.index, to_table(SMPL_FIT, columns))
-        return n
+        return table.num_rows
 
     def _camera(self, table: pa.Table, src: str) -> tuple[np.ndarray, np.ndarray]:
         """Per-row focal length (N,) and principal point (N, 2), pixels: the dataset's, else the options'."""
@@ -93,11 +109,6 @@ class SmplFitWorker(SmplJobWorker):
         focal = _column_or(table, "focal_length", cfg.focal_length, n)
         focal = np.where(np.isnan(focal), np.sqrt(width ** 2 + height ** 2), focal)
         return focal.astype(np.float32), np.stack([width / 2, height / 2], 1).astype(np.float32)
-
-    def _write_meshes(self, task: ShardTask, out: JobOutput, fit: dict) -> list[str | None]:
-        _, verts = smpl_forward(self.mesh_model, fit["betas"].astype(np.float32), fit["global_orient"],
-                                fit["body_pose"], fit["transl"], batch_size=1024, vertices=True)
-        return self.write_meshes(out, task.shard.index, verts, keep=[s == "ok" for s in fit["status"]])
 
 
 def _single_format(table: pa.Table, src: str) -> str:

@@ -70,7 +70,7 @@ def params_url(tmp_path) -> str:
 
 
 @pytest.mark.slow
-def test_fake_gpus_are_pinned_one_per_worker(params_url, body_model_path, tmp_path):
+def test_fake_gpus_are_pinned_one_per_worker(own_ray, params_url, body_model_path, tmp_path):
     ray.init(num_cpus=4, num_gpus=2, include_dashboard=False)
     try:
         # Auto settings: the cluster has GPUs, so each worker asks for one, and there are two workers.
@@ -79,18 +79,18 @@ def test_fake_gpus_are_pinned_one_per_worker(params_url, body_model_path, tmp_pa
         assert report.exit_code == 0
         job = json.loads((tmp_path / "out" / "_job.json").read_text())
         assert job["runner"]["gpus_per_worker"] == 1.0 and job["runner"]["workers"] == 2
-        ids = {tuple(s["worker"]["gpu_ids"]) for s in job["shards"]}
+        ids = {tuple(w["gpu_ids"]) for w in job["workers"]}
         assert ids == {("0",), ("1",)}, f"two workers with one GPU each must see different GPU ids, saw {ids}"
-        visible = {s["worker"]["cuda_visible_devices"] for s in job["shards"]}
+        visible = {w["cuda_visible_devices"] for w in job["workers"]}
         assert visible == {"0", "1"}
         # Fake GPUs: an id is assigned but CUDA is absent, so the device must still be the CPU.
-        assert {s["worker"]["device"] for s in job["shards"]} == {"cpu"}
+        assert {w["device"] for w in job["workers"]} == {"cpu"}
     finally:
         ray.shutdown()
 
 
 @pytest.mark.slow
-def test_job_uses_workers_on_two_nodes(params_url, body_model_path, tmp_path):
+def test_job_uses_workers_on_two_nodes(own_ray, params_url, body_model_path, tmp_path):
     from ray.cluster_utils import Cluster
 
     cluster = Cluster(initialize_head=True, head_node_args={"num_cpus": 1})
