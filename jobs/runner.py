@@ -108,6 +108,9 @@ def _run_leased(job: str, worker_cls: type[ShardWorker], worker_config: Any, inp
         out.write_job_meta(meta)
     except OSError as exc:
         raise OutputUnusable(f"cannot write {out.url.rstrip('/')}/_job.json: {exc}") from None
+    cleared = out.clear_shared_leftovers()  # parts' and markers' partial files; workers clear their own folders
+    if cleared:
+        notes = [*notes, f"removed {len(cleared)} partial files an interrupted run left"]
     clock = _Clock(started)
     clock.lap("plan")
     where = ensure_ray(runner.ray_address)

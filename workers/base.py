@@ -19,11 +19,12 @@ import time
 import traceback
 from contextlib import contextmanager, nullcontext
 from dataclasses import asdict, dataclass, field
-from typing import Any, ClassVar, Iterator, Literal
-
-import torch
+from typing import TYPE_CHECKING, Any, ClassVar, Iterator, Literal
 
 from dl3d.data import DataError, JobOutput, Shard
+
+if TYPE_CHECKING:  # torch is imported where a device is picked: the driver and light workers never import it
+    import torch
 
 PHASES = ("read", "compute", "write", "commit")
 """The stages of a shard in a worker, in order; ``ShardResult.phases`` also has ``wait`` (seconds the
@@ -73,13 +74,15 @@ def assigned_gpu_ids() -> list[str]:
     return []
 
 
-def pick_device() -> torch.device:
+def pick_device() -> "torch.device":
     """``cuda`` when Ray gave this worker a GPU and CUDA is present, else ``cpu``.
 
     Ray sets ``CUDA_VISIBLE_DEVICES`` to the assigned ids, so the assigned GPU is ``cuda:0`` here.
     Outside Ray (a plain call in a test or a notebook) the first visible GPU is used when there is one.
     On a CPU box with fake GPU resources an id is assigned but CUDA is absent: ``cpu``.
     """
+    import torch
+
     if not torch.cuda.is_available():
         return torch.device("cpu")
     if assigned_gpu_ids():
@@ -93,7 +96,7 @@ def pick_device() -> torch.device:
     return torch.device("cpu") if in_ray else torch.device("cuda", 0)
 
 
-def worker_info(device: torch.device) -> dict[str, Any]:
+def worker_info(device: "torch.device") -> dict[str, Any]:
     """Where this worker runs: host, pid, Ray node id, assigned GPU ids, device."""
     info: dict[str, Any] = {"host": socket.gethostname(), "pid": os.getpid(), "device": str(device)}
     try:
@@ -151,6 +154,8 @@ class ShardWorker:
         self.config = config
         self.device = pick_device()
         if num_threads:
+            import torch
+
             torch.set_num_threads(max(1, int(num_threads)))
         self._locks = {name: threading.Lock() for name in ("read", "compute", "write")}
         self._whole = threading.Lock()
@@ -195,7 +200,7 @@ class ShardWorker:
             result = self.compute_shard(task, data)
             del data
         with self.stage("write"):
-            out.clear_leftovers(task.shard.index)  # partial files of an interrupted attempt, before writing
+            out.clear_leftovers(task.shard.index, shared_folders=False)  # an interrupted attempt's partial files
             return self.write_shard(task, out, result)
 
     # -- plumbing -------------------------------------------------------------------------------
@@ -262,7 +267,7 @@ class ShardWorker:
         t = time.perf_counter()
         self._activity.enter()
         try:
-            out.clear_leftovers(task.shard.index)
+            out.clear_leftovers(task.shard.index, shared_folders=False)
             return self.run_shard(task, out)
         finally:
             self._activity.leave()

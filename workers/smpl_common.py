@@ -6,7 +6,6 @@ from __future__ import annotations
 from typing import Any, Sequence
 
 import numpy as np
-import torch
 
 from dl3d.data import JobOutput
 from dl3d.workers.base import ShardWorker
@@ -37,6 +36,8 @@ class SmplJobWorker(ShardWorker):
 
     def build_body_model(self, arrays: dict[str, np.ndarray], num_betas: int = 10):
         """smplx's ``SMPL`` on this worker's device from arrays already read; also sets ``self.faces`` (F, 3) int64."""
+        import torch
+
         from dl3d.body import body_model_from_arrays
         from dl3d.body.model_file import resolve_body_model_path
 
@@ -57,6 +58,8 @@ class SmplJobWorker(ShardWorker):
         Returns:
             N paths relative to the output prefix, None for rows without a file.
         """
+        import torch
+
         from dl3d.mesh import encode_mesh
 
         fmt = self.config.meshes

@@ -5,7 +5,6 @@ from __future__ import annotations
 from typing import Any
 
 import numpy as np
-import torch
 
 from dl3d.data import JobOutput, read_table, to_table
 from dl3d.data.smpl_tables import SMPL_EXPORT, SMPL_PARAMS, decode_smpl_params, passthrough_columns
@@ -25,6 +24,8 @@ def smpl_forward(model, betas, global_orient, body_pose, transl, batch_size: int
     Returns:
         joints (N, J, 3) float32 metres, and vertices (N, V, 3) or None.
     """
+    import torch
+
     device = model.shapedirs.device
     n = betas.shape[0]
     nb = model.num_betas

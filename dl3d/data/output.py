@@ -51,17 +51,21 @@ class JobOutput:
         return f"{MESHES_DIR}/{part_name(index, '')}/{row:06d}.{fmt}"
 
     def committed(self) -> set[int]:
-        """Shard numbers whose commit marker exists."""
+        """Shard numbers whose commit marker exists: one listing of ``_committed/`` (one ``scandir`` on a
+        local disk, one paginated LIST on an object store), never a request per shard."""
         d = self.path(COMMITTED_DIR)
-        self.fs.invalidate_cache(d)
-        if not self.fs.exists(d):
-            return set()
-        out = set()
-        for p in self.fs.ls(d, detail=False):
-            name = p.rsplit("/", 1)[-1]
-            if name.startswith("part-") and name.endswith(".json"):
-                out.add(int(name[5:-5]))
-        return out
+        if fsx.is_local(self.fs):
+            try:
+                with os.scandir(d) as entries:
+                    names = [e.name for e in entries]
+            except FileNotFoundError:
+                return set()
+        else:
+            self.fs.invalidate_cache(d)
+            if not self.fs.exists(d):
+                return set()
+            names = [p.rsplit("/", 1)[-1] for p in self.fs.ls(d, detail=False)]
+        return {int(name[5:-5]) for name in names if name.startswith("part-") and name.endswith(".json")}
 
     def is_committed(self, index: int) -> bool:
         return fsx.exists(self.fs, self.path(f"{COMMITTED_DIR}/{part_name(index, '.json')}"))
@@ -108,23 +112,28 @@ class JobOutput:
     def write_job_meta(self, meta: dict[str, Any]) -> None:
         write_json(self.fs, self.path(JOB_META), meta)
 
-    def clear_leftovers(self, index: int) -> list[str]:
+    def clear_leftovers(self, index: int, shared_folders: bool = True) -> list[str]:
         """Remove the partial ``.tmp`` files an interrupted attempt at shard ``index`` left (local disks;
-        object stores publish whole objects only, so there are none). Returns the removed paths."""
+        object stores publish whole objects only, so there are none). Returns the removed paths.
+
+        With ``shared_folders=False`` only the shard's own folder (``meshes/part-NNNNN/``) is looked at:
+        a worker does that before it writes; the folders every shard shares (the root, ``_committed/``)
+        hold one entry per shard, so listing them per shard would cost O(shards^2) over a job — the
+        runner sweeps them once per run instead (:meth:`clear_shared_leftovers`)."""
         if not fsx.is_local(self.fs):
             return []
-        removed = []
         name = part_name(index)
-        candidates = [(self.root, f".{name}."), (self.path(f"{MESHES_DIR}/{part_name(index, '')}"), "."),
-                      (self.path(COMMITTED_DIR), f".{part_name(index, '.json')}.")]
-        for folder, prefix in candidates:
-            if not os.path.isdir(folder):
-                continue
-            for entry in os.listdir(folder):
-                if entry.startswith(prefix) and entry.endswith(TMP_SUFFIX):
-                    os.remove(os.path.join(folder, entry))
-                    removed.append(os.path.join(folder, entry))
-        return removed
+        candidates = [(self.path(f"{MESHES_DIR}/{part_name(index, '')}"), ".")]
+        if shared_folders:
+            candidates += [(self.root, f".{name}."), (self.path(COMMITTED_DIR), f".{part_name(index, '.json')}.")]
+        return _remove_tmp(candidates)
+
+    def clear_shared_leftovers(self) -> list[str]:
+        """Remove every partial ``.tmp`` file of a shard's part or marker (one listing of the root and one of
+        ``_committed/``; local disks only). Call while holding the lease, before any worker writes."""
+        if not fsx.is_local(self.fs):
+            return []
+        return _remove_tmp([(self.root, ".part-"), (self.path(COMMITTED_DIR), ".part-")])
 
     def read_spec(self) -> dict[str, Any] | None:
         """The spec the markers were written under, or None when there is none."""
@@ -160,3 +169,17 @@ class JobOutput:
                 removed += 1
         self.fs.invalidate_cache(self.root)
         return removed
+
+
+def _remove_tmp(candidates: list[tuple[str, str]]) -> list[str]:
+    """Remove the entries of each folder whose name starts with its prefix and ends with ``.tmp``."""
+    removed = []
+    for folder, prefix in candidates:
+        if not os.path.isdir(folder):
+            continue
+        with os.scandir(folder) as entries:
+            names = [e.name for e in entries if e.name.startswith(prefix) and e.name.endswith(TMP_SUFFIX)]
+        for entry in names:
+            os.remove(os.path.join(folder, entry))
+            removed.append(os.path.join(folder, entry))
+    return removed

@@ -107,8 +107,8 @@ def _both(worker: ShardWorker, root: str) -> list:
 
 def test_the_next_shard_is_read_and_computed_while_this_one_computes_and_writes(tmp_path, writes):
     root = tmp_path / "out"
-    (root).mkdir()
-    (root / ".part-00001.parquet.4242.tmp").write_bytes(b"half")  # an interrupted earlier attempt
+    (root / "meshes" / "part-00001").mkdir(parents=True)
+    (root / "meshes" / "part-00001" / ".000000.ply.4242.tmp").write_bytes(b"half")  # an interrupted attempt
     worker = ToyWorker(ToyConfig())
     assert ToyWorker.staged()
     r0, r1 = _both(worker, str(root))
@@ -121,7 +121,8 @@ def test_the_next_shard_is_read_and_computed_while_this_one_computes_and_writes(
         mine = [p for p in writes if f"part-{i:05d}" in p]
         assert mine[-1].endswith(f"_committed/part-{i:05d}.json"), mine  # the marker is the shard's last write
         assert len(mine) == 3
-    assert not (root / ".part-00001.parquet.4242.tmp").exists(), "the worker clears leftovers before writing"
+    assert not (root / "meshes" / "part-00001" / ".000000.ply.4242.tmp").exists(), \
+        "the worker clears its shard's leftovers before writing"
     marker = json.loads((root / "_committed" / "part-00001.json").read_text())
     assert marker["rows"] == 3
     assert r0.phases["compute"] >= 0.05 and r0.phases["write"] > 0 and r0.phases["commit"] > 0
@@ -143,6 +144,25 @@ def test_a_failed_write_fails_its_shard_without_a_marker_and_the_other_commits(t
     worker.compute_started[1].set()
     again = worker.process(ShardTask(Shard(0, "/in/part-00000.parquet"), str(root), attempt=2))
     assert again.status == "ok" and (root / "_committed" / "part-00000.json").exists()
+
+
+def test_the_shared_folders_are_swept_once_and_a_worker_lists_only_its_own(tmp_path):
+    from dl3d.data import JobOutput
+
+    root = tmp_path / "out"
+    out = JobOutput(str(root))
+    out.write_part(3, pa.table({"id": ["a"]}))
+    out.commit(3, {"rows": 1})
+    (root / "meshes" / "part-00004").mkdir(parents=True)
+    partial = [root / ".part-00004.parquet.1.tmp", root / "_committed" / ".part-00004.json.2.tmp"]
+    own = root / "meshes" / "part-00004" / ".000001.ply.3.tmp"
+    for p in [*partial, own]:
+        p.write_bytes(b"half")
+    assert out.clear_leftovers(4, shared_folders=False) == [str(own)]
+    assert all(p.exists() for p in partial)
+    assert sorted(out.clear_shared_leftovers()) == sorted(map(str, partial))
+    assert out.committed() == {3} and (root / "part-00003.parquet").exists()
+    assert JobOutput(str(tmp_path / "nothing")).committed() == set()
 
 
 def test_bad_input_is_reported_and_writes_nothing(tmp_path, writes):
