@@ -151,7 +151,7 @@ COMMANDS: tuple[Row, ...] = (
             config=("dl3d.ingest.pix3d:IngestPix3DConfig",)),
     Command("ingest r2n2", "dl3d.jobs.meshrcnn_commands:ingest_r2n2",
             "ShapeNet as 3D-R2N2 ships it (ShapeNetRendering/, ShapeNetVox32/) + ShapeNetCore v1 -> object_images",
-            args=(arg("--input", required=True, help="R2N2 root (folder or URL) holding ShapeNetRendering/ and ShapeNetVox32/"),
+            args=(arg("--input", required=True, help="R2N2 root (folder or URL): ShapeNetRendering/, ShapeNetVox32/"),
                   arg("--shapenet", required=True, help="ShapeNetCore v1 root (folder or URL): <synset>/<model>/model.obj"),
                   arg("--output", required=True, help="output object_images dataset URL")),
             config=("dl3d.ingest.r2n2:IngestR2N2Config",)),

@@ -29,8 +29,8 @@ def flush_rows(writer, rows: dict[str, list], report) -> None:
     columns = dict(rows)
     columns["intrinsics"] = np.stack(rows["intrinsics"]).astype(np.float32)
     columns["occupancy_to_camera"] = pa.array(  # nullable per row: built as nested lists
-        [None if T is None else np.asarray(T, np.float32).reshape(-1, 4, 4).tolist() for T in rows["occupancy_to_camera"]],
-        type=OBJECT_IMAGES.by_name["occupancy_to_camera"].type)
+        [None if T is None else np.asarray(T, np.float32).reshape(-1, 4, 4).tolist()
+         for T in rows["occupancy_to_camera"]], type=OBJECT_IMAGES.by_name["occupancy_to_camera"].type)
     writer.write_shard(report.shards, to_table(OBJECT_IMAGES, columns))
     report.shards += 1
     for v in rows.values():

@@ -247,7 +247,8 @@ def _plan(fs, renders: str, cfg: IngestR2N2Config, report: R2N2IngestReport) -> 
             if synset not in R2N2_SYNSETS:
                 report.skipped.append(SkippedInput(f"{cfg.splits}#{synset}", "not one of R2N2's 13 synsets"))
             elif synset in wanted:
-                plan += [(synset, m, [v for v in vs if v in cfg.views]) for m, vs in sorted(models.items())]
+                views = {m: [v for v in vs if v in cfg.views] for m, vs in sorted(models.items())}
+                plan += [(synset, m, vs) for m, vs in views.items() if vs]
     else:
         for synset in _folders(fs, renders):
             if synset not in R2N2_SYNSETS:
@@ -255,7 +256,8 @@ def _plan(fs, renders: str, cfg: IngestR2N2Config, report: R2N2IngestReport) -> 
             elif synset in wanted:
                 plan += [(synset, m, list(cfg.views)) for m in _folders(fs, fsx.join(renders, synset))]
     if not plan:
-        raise ValueError(f"nothing to ingest: no model of synsets {sorted(wanted)} under {renders}"
+        raise ValueError(f"nothing to ingest: no model of synsets {sorted(wanted)} with views {list(cfg.views)} "
+                         f"under {renders}"
                          + (f" in split {cfg.split!r} of {cfg.splits}" if cfg.splits else ""))
     return plan
 
@@ -321,7 +323,7 @@ def _view_row(fs, rendering: str, view: int, meta: list[str], verts: np.ndarray,
     data = fsx.get_bytes(fs, fsx.join(rendering, f"{view:02d}.png"))
     try:
         with Image.open(io.BytesIO(data)) as im:
-            if "A" not in im.getbands():
+            if "A" not in im.getbands() and "transparency" not in im.info:
                 raise ValueError(f"the image is {im.mode} without alpha (R2N2 renderings are RGBA)")
             rgba = np.asarray(im.convert("RGBA"), np.float64)
     except (Image.UnidentifiedImageError, SyntaxError) as exc:

@@ -101,7 +101,10 @@ def write_model(r2n2, shapenet, model: str, *, metadata: str | None = None, obj=
 @pytest.fixture(scope="module")
 def tree(tmp_path_factory):
     """good (2 views, voxels); badmeta (view 1's metadata line is text); novox (no binvox, 01.png missing);
-    noobj (no ShapeNet model); badvox (truncated binvox); and a synset folder that is not R2N2's."""
+    noobj (no ShapeNet model); badvox (truncated binvox); flat (an RGB and an empty RGBA view); and a
+    synset folder that is not R2N2's."""
+    from PIL import Image
+
     root = tmp_path_factory.mktemp("r2n2")
     r2n2, shapenet = root / "R2N2", root / "ShapeNetCore.v1"
     occ, t, s = box_voxels()
@@ -119,6 +122,11 @@ def tree(tmp_path_factory):
         (r2n2 / "ShapeNetVox32" / SYNSET / name).mkdir(parents=True)
         (r2n2 / "ShapeNetVox32" / SYNSET / name / "model.binvox").write_bytes(data)
     (r2n2 / "ShapeNetRendering" / "99999999" / "x").mkdir(parents=True)
+    flat = rendering / "flat" / "rendering"  # degenerate images: no alpha channel, nothing opaque
+    shutil.copytree(rendering / "good", rendering / "flat")
+    shutil.copytree(shapenet / SYNSET / "good", shapenet / SYNSET / "flat")
+    Image.open(flat / "00.png").convert("RGB").save(flat / "00.png")
+    Image.new("RGBA", (W, W), (10, 20, 30, 0)).save(flat / "01.png")
     return {"r2n2": str(r2n2), "shapenet": str(shapenet), "occ": occ, "translate": t, "scale": s}
 
 
@@ -158,8 +166,9 @@ def test_r2n2_tree_becomes_object_images(tree, tmp_path):
     out = str(tmp_path / "out")
     report = ingest_r2n2(tree["r2n2"], tree["shapenet"], out, IngestR2N2Config(views=(0, 1), images_per_shard=3))
     skipped = {s.name: s.reason for s in report.skipped}
-    assert sorted(skipped) == [f"{SYNSET}/badmeta/01", f"{SYNSET}/badvox", f"{SYNSET}/noobj",
-                               f"{SYNSET}/novox/01", "ShapeNetRendering/99999999"]
+    assert sorted(skipped) == [f"{SYNSET}/badmeta/01", f"{SYNSET}/badvox", f"{SYNSET}/flat/00", f"{SYNSET}/flat/01",
+                               f"{SYNSET}/noobj", f"{SYNSET}/novox/01", "ShapeNetRendering/99999999"]
+    assert "RGB without alpha" in skipped[f"{SYNSET}/flat/00"] and "no opaque pixel" in skipped[f"{SYNSET}/flat/01"]
     assert "not 5 numbers" in skipped[f"{SYNSET}/badmeta/01"] and "runs cover" in skipped[f"{SYNSET}/badvox"]
     assert "model.obj" in skipped[f"{SYNSET}/noobj"] and "01.png" in skipped[f"{SYNSET}/novox/01"]
     assert json.loads((tmp_path / "out" / "_ingest_errors.json").read_text())[0]["name"] in skipped
