@@ -288,3 +288,19 @@ def test_reads_through_fsspec_urls(tree, tmp_path):
         mem.rm("/r2n2", recursive=True)
         mem.rm("/shapenet", recursive=True)
     assert (report.models, report.views) == (3, 3)
+
+
+def test_splits_file_selects_models_and_views(tree, tmp_path):
+    from dl3d.ingest.r2n2 import IngestR2N2Config, ingest_r2n2
+
+    splits = tmp_path / "splits.json"
+    splits.write_text(json.dumps({"train": {SYNSET: {"badmeta": [0, 1]}},
+                                  "test": {SYNSET: {"good": [1], "novox": [0, 5]}, "12345678": {"m": [0]}}}))
+    report = ingest_r2n2(tree["r2n2"], tree["shapenet"], str(tmp_path / "out"),
+                         IngestR2N2Config(splits=str(splits), split="test"))
+    assert sorted(r[0] for r in _rows(str(tmp_path / "out"))) == [f"{SYNSET}/good/01", f"{SYNSET}/novox/00"]
+    skipped = {s.name: s.reason for s in report.skipped}
+    assert "no line for view 5" in skipped[f"{SYNSET}/novox/05"] and f"{splits}#12345678" in skipped
+    with pytest.raises(ValueError, match="expected {'val'"):
+        ingest_r2n2(tree["r2n2"], tree["shapenet"], str(tmp_path / "o2"),
+                    IngestR2N2Config(splits=str(splits), split="val"))
