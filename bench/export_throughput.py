@@ -1,6 +1,8 @@
-"""Export throughput, 1 worker vs N workers, in one run: frames/s for each and the ratio.
+"""Export throughput, 1 worker vs N workers, in one run: frames/s for each and the ratio, end to end
+(worker start and model load included; Ray is started before both runs) and after the first worker
+was ready, with the workers' idle share.
 
-    python bench/export_throughput.py [--frames 8000] [--shards 16] [--workers 2] [--vertices]
+    python bench/export_throughput.py [--frames 8000] [--shards 16] [--workers 2] [--vertices] [--meshes none|ply|obj]
 
 Runs on the embedded local Ray (or --ray-address). Each worker gets one CPU (one torch thread), so
 on an N-core box the ideal ratio is N.
@@ -28,6 +30,7 @@ def main() -> None:
     ap.add_argument("--shards", type=int, default=16)
     ap.add_argument("--workers", type=int, default=2, help="workers in the second run")
     ap.add_argument("--vertices", action="store_true", help="also store vertices (heavier output)")
+    ap.add_argument("--meshes", default="none", choices=("none", "ply", "obj"), help="one mesh file per frame")
     ap.add_argument("--ray-address", default=None)
     args = ap.parse_args()
 
@@ -40,7 +43,7 @@ def main() -> None:
             ray.init(address=args.ray_address)
         else:
             ray.init(num_cpus=max(args.workers, 1), include_dashboard=False)
-        cfg = SmplExportConfig(model=model, vertices=args.vertices)
+        cfg = SmplExportConfig(model=model, vertices=args.vertices, meshes=args.meshes)
         worker_scaling(SmplExportWorker, cfg, params, f"{tmp}/out", args.workers, "frames")
         ray.shutdown()
 

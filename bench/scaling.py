@@ -19,6 +19,7 @@ def worker_scaling(worker: type, cfg: Any, input_url: str, out_prefix: str, work
     rate in ``unit``/s (``count(report)`` units), the share of worker start in it, and the ratio; return
     ``{workers: rate}``."""
     rates: dict[int, float] = {}
+    steady: dict[int, float] = {}
     for n in (1, workers):
         t0 = time.perf_counter()
         report = run_shards("bench", worker, cfg, input_url, f"{out_prefix}-{n}",
@@ -26,12 +27,14 @@ def worker_scaling(worker: type, cfg: Any, input_url: str, out_prefix: str, work
         seconds = time.perf_counter() - t0
         assert report.exit_code == 0, report.summary()
         rates[n] = count(report) / seconds
-        start = max((w.get("ready_s", 0.0) for w in report.workers), default=0.0)
+        start = min((w.get("ready_s", 0.0) for w in report.workers), default=0.0)
+        steady[n] = count(report) / max(seconds - start, 1e-9)
         print(f"{n} worker(s): {count(report)} {unit}{detail(report)} in {seconds:.2f} s = "
-              f"{rates[n]:.{digits}f} {unit}/s (incl. worker start: ready after {start:.1f} s, "
-              f"{100 * start / seconds:.0f}% of the run; idle {idle_share(report):.1%})")
-    print(f"ratio {workers} workers / 1 worker: {rates[workers] / rates[1]:.2f}x "
-          f"(ideal {workers:.0f}x on {os.cpu_count()} cores)")
+              f"{rates[n]:.{digits}f} {unit}/s (incl. worker start: first ready after {start:.1f} s, "
+              f"{100 * start / seconds:.0f}% of the run; after it {steady[n]:.{digits}f} {unit}/s; "
+              f"workers idle {idle_share(report):.1%})")
+    print(f"ratio {workers} workers / 1 worker: {rates[workers] / rates[1]:.2f}x end to end, "
+          f"{steady[workers] / steady[1]:.2f}x after worker start (ideal {workers:.0f}x on {os.cpu_count()} cores)")
     return rates
 
 
