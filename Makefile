@@ -44,11 +44,14 @@ demo-video: setup
 		--model $(DEMO_VIDEO)/body-model/smpl_procedural.pkl --output $(DEMO_VIDEO)/render --side-view
 	@echo "overlay videos:" && find $(DEMO_VIDEO)/render -name '*.mp4' | sort
 
+# Two pytest-xdist workers, one file each at a time (module fixtures stay per file): most of the slow
+# tests wait on Ray start-up, subprocesses and polling, so two workers overlap that waiting even on 2 cores.
+PYTEST_WORKERS ?= 2
 test: setup
-	$(BIN)/python -m pytest
+	$(BIN)/python -m pytest -n $(PYTEST_WORKERS) --dist loadfile
 
 test-fast: setup
-	$(BIN)/python -m pytest -m "not slow"
+	$(BIN)/python -m pytest -n $(PYTEST_WORKERS) --dist loadfile -m "not slow"
 
 bench: setup
 	$(BIN)/python bench/export_throughput.py

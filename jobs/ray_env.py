@@ -14,14 +14,18 @@ def ensure_ray(address: str | None = None) -> str:
     """Initialise Ray once per process and return a description of where it runs.
 
     With ``address`` (or ``RAY_ADDRESS``) the driver joins that cluster; otherwise it starts an
-    embedded local Ray that needs no server, credentials or GPU.
+    embedded local Ray that needs no server, credentials or GPU. "Otherwise" means a new one:
+    ``ray.init()`` with no address would join whatever cluster ``/tmp/ray/ray_current_cluster`` names
+    (written by ``ray start`` and by ``ray.cluster_utils.Cluster``, and left behind when they die), so a
+    job run without ``--ray-address`` on a machine where someone once ran ``ray start`` would land on that
+    cluster, or hang on a dead one. ``address="local"`` always starts the embedded Ray.
     """
     if ray.is_initialized():
         return "existing Ray session"
     from dl3d.jobs.console import ray_init_kwargs
 
     address = address or os.environ.get("RAY_ADDRESS") or None
-    kwargs = dict(address=address, **ray_init_kwargs(local=address is None))  # quiet unless --verbose
+    kwargs = dict(address=address or "local", **ray_init_kwargs(local=address is None))  # quiet unless --verbose
     if address is None:
         kwargs["include_dashboard"] = False
     ray.init(**kwargs)

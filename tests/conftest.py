@@ -19,6 +19,13 @@ sys.path.insert(0, SUPPORT)
 os.environ["PYTHONPATH"] = os.pathsep.join(p for p in (SUPPORT, os.environ.get("PYTHONPATH", "")) if p)
 
 
+def pytest_collection_modifyitems(config, items):
+    """Files holding slow tests run first (the order is otherwise kept): under ``make test``'s two
+    pytest-xdist workers (``--dist loadfile``) the long files then start at once, not at the end."""
+    slow_files = {item.path for item in items if item.get_closest_marker("slow")}
+    items.sort(key=lambda item: item.path not in slow_files)
+
+
 @pytest.fixture(scope="session")
 def body_model_path(tmp_path_factory) -> str:
     """A procedural body model (SMPL file format, NOT SMPL) written once per test session."""
@@ -64,14 +71,42 @@ def s3_server():
             os.environ[k] = v
 
 
-@pytest.fixture(scope="module")
-def local_ray():
-    """An embedded local Ray for one test module; 4 logical CPUs so 2 workers never starve each other."""
+_SHARED_RAY: dict[str, object] = {}
+"""The gcs address of the Ray this session started for ``local_ray`` (empty until first use)."""
+
+
+@pytest.fixture
+def local_ray(s3_server):
+    """One embedded local Ray shared by every test of the session that asks for it (each Ray start costs
+    seconds): 4 logical CPUs, so two 1-CPU workers leave two for Ray Data (ray#44687). Started after the
+    moto server so every Ray process inherits its endpoint and credentials. A test that needs another
+    cluster (fake GPUs, two nodes) asks for ``own_ray`` instead; the next ``local_ray`` user starts the
+    shared one again. A Ray left behind by something else (an in-process CLI run) is replaced."""
     import ray
 
-    ray.init(num_cpus=4, include_dashboard=False)
+    if ray.is_initialized() and ray.get_runtime_context().gcs_address != _SHARED_RAY.get("gcs"):
+        ray.shutdown()
+    if not ray.is_initialized():
+        ray.init(address="local", num_cpus=4, include_dashboard=False)  # never join a cluster another test made
+        _SHARED_RAY["gcs"] = ray.get_runtime_context().gcs_address
+    yield
+
+
+@pytest.fixture
+def own_ray():
+    """No Ray running when the test starts (the shared one is shut down), and none left when it ends."""
+    import ray
+
+    ray.shutdown()
     yield
     ray.shutdown()
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _shutdown_ray_at_the_end():
+    yield
+    if "ray" in sys.modules:
+        sys.modules["ray"].shutdown()
 
 
 def _free_port() -> int:

@@ -38,6 +38,10 @@ def test_training_prints_only_dl3d_lines(tmp_path):
     ray_tmp = tempfile.mkdtemp(prefix="dl3dq", dir="/tmp")  # short: Ray's socket paths must fit 107 bytes
     env = {k: v for k, v in os.environ.items() if k != "RAY_AUTH_MODE"}  # Ray's default auth, as a user has it
     env["RAY_TMPDIR"] = ray_tmp
+    # A dead cluster's address left behind by `ray start` / ray.cluster_utils: without --ray-address the job
+    # must start its own embedded Ray, not join (or hang on) the cluster that file names.
+    os.makedirs(os.path.join(ray_tmp, "ray"))
+    Path(ray_tmp, "ray", "ray_current_cluster").write_text("127.0.0.1:1\n")
     cmd = [str(Path(sys.executable).parent / "dl3d"), "train", "toy", "--data", str(tmp_path / "data"),
            "--storage", str(tmp_path / "runs"), "--steps", "2", "--batch-size", "8", "--workers", "1",
            "--log-every", "1", "--eval-every", "1", "--checkpoint-every", "2"]

@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-import ray
 import torch
 
 pytestmark = pytest.mark.slow
@@ -21,14 +20,7 @@ def clevr(tmp_path_factory) -> str:
     return url
 
 
-@pytest.fixture(scope="module")
-def ray_4cpu():
-    ray.init(num_cpus=4, include_dashboard=False)
-    yield
-    ray.shutdown()
-
-
-def test_cpu_small_trains_with_set_level_metrics_and_its_checkpoint_renders(clevr, ray_4cpu, tmp_path):
+def test_cpu_small_trains_with_set_level_metrics_and_its_checkpoint_renders(clevr, local_ray, tmp_path):
     from dl3d.giraffe.family import load_giraffe_generator
     from dl3d.jobs.train import TrainConfig, run_training
     from dl3d.train.checkpoint import read_checkpoint
@@ -49,7 +41,7 @@ def test_cpu_small_trains_with_set_level_metrics_and_its_checkpoint_renders(clev
     assert img.shape == (2, 3, 32, 32) and cfg.image_size == 32
 
 
-def test_gan_step_with_r1_trains_under_ddp_on_two_workers(clevr, ray_4cpu, tmp_path):
+def test_gan_step_with_r1_trains_under_ddp_on_two_workers(clevr, local_ray, tmp_path):
     from dl3d.jobs.train import TrainConfig, run_training
 
     result = run_training("giraffe", TrainConfig(data=clevr, storage=str(tmp_path / "runs"), preset="cpu-small",

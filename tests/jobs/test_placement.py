@@ -71,7 +71,7 @@ def params_url(tmp_path) -> str:
 
 @pytest.mark.slow
 def test_fake_gpus_are_pinned_one_per_worker(own_ray, params_url, body_model_path, tmp_path):
-    ray.init(num_cpus=4, num_gpus=2, include_dashboard=False)
+    ray.init(address="local", num_cpus=4, num_gpus=2, include_dashboard=False)
     try:
         # Auto settings: the cluster has GPUs, so each worker asks for one, and there are two workers.
         report = run_shards("export", SmplExportWorker, SmplExportConfig(model=body_model_path), params_url,

@@ -1,6 +1,9 @@
-"""SynSin through the training driver: the small preset learns to beat copying the source view, each
-preset trains end to end (a preset that differs from another only in config values is tested as that
-difference), and the GAN preset trains under DDP on two workers. One local Ray for the module."""
+"""SynSin through the training driver: each preset trains end to end (a preset that differs from another
+only in config values is tested as that difference), and the GAN preset trains under DDP on two workers.
+
+That the small preset learns to beat copying the source view on held-out pairs is a learning run: it is
+``bench/synsin_training.py`` (a 300-step run took two minutes of this suite); here
+``test_synsin_model.py::test_a_few_steps_reduce_l1_on_a_fixed_pair`` keeps the gradient path honest."""
 
 from __future__ import annotations
 
@@ -34,19 +37,6 @@ def _train_on_multiview(tmp_path, spec: dict, **train: object):
         warnings.simplefilter("ignore")  # the perceptual-weights warning of presets without weights
         return run_training("synsin", TrainConfig(data=str(tmp_path / "pairs"), storage=str(tmp_path / "runs"),
                                                   log_every=0, **train))
-
-
-def test_short_cpu_run_of_the_small_preset_beats_copying_the_source(local_ray, tmp_path):
-    result = _train_on_multiview(tmp_path, dict(scenes=24, pairs_per_scene=8, image_size=32, shards=4, seed=0),
-                                 preset="cpu-small", steps=300, batch_size=8, workers=1, eval_every=300,
-                                 checkpoint_every=300, shuffle=False)
-    last = [r for r in result.metrics if r.get("eval_psnr") not in (None, "")][-1]
-    psnr, copy = float(last["eval_psnr"]), float(last["eval_psnr_copy_source"])
-    # Rows in order: shuffled, the batches depend on the timing of Ray Data's parallel reads, and so did the
-    # result (18.9 dB measured once; 17.50 against 17.37 dB on a machine with a load of 35). In order, 300
-    # steps give 17.97 dB against 17.37 dB for copying the source, run after run.
-    assert psnr > copy + 0.5, f"held-out PSNR {psnr:.2f} dB does not beat copying the source ({copy:.2f} dB)"
-    assert result.final_step == 300 and result.checkpoint
 
 
 def test_every_preset_is_a_full_run_preset_or_a_value_variant_of_one():

@@ -10,7 +10,6 @@ import uuid
 from collections import defaultdict
 
 import pytest
-import ray
 
 from dl3d.data import fs as fsx
 from dl3d.data import list_shards
@@ -26,15 +25,6 @@ pytestmark = pytest.mark.slow
 
 TOL = 1e-6
 """Parameters from the driver vs the in-process reference: float32 sums in another order."""
-
-
-@pytest.fixture(scope="module")
-def local_ray(s3_server):
-    """4 logical CPUs: two 1-CPU train workers leave two for Ray Data (ray#44687). S3 env set first,
-    so every Ray process (controller, data coordinator) inherits the moto endpoint."""
-    ray.init(num_cpus=4, include_dashboard=False)
-    yield
-    ray.shutdown()
 
 
 def _params(checkpoint_url: str) -> dict:
