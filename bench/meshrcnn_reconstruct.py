@@ -66,7 +66,7 @@ def main() -> None:
         if args.ray_address:
             ray.init(address=args.ray_address)
         else:
-            ray.init(num_cpus=max(args.workers, 1) + 1, include_dashboard=False)
+            ray.init(address="local", num_cpus=max(args.workers, 1) + 1, include_dashboard=False)
         job = MeshRCNNReconstructConfig(checkpoint=ckpt, score_threshold=0.5)
         worker_scaling(MeshRCNNReconstructWorker, job, f"{tmp}/imgs", f"{tmp}/out", args.workers, "images",
                        count=lambda report: args.images, detail=lambda report: f" ({report.rows} rows)", digits=2)

@@ -67,7 +67,7 @@ def main() -> None:
         if args.ray_address:
             ray.init(address=args.ray_address)
         else:
-            ray.init(num_cpus=max(args.workers, 1), include_dashboard=False)
+            ray.init(address="local", num_cpus=max(args.workers, 1), include_dashboard=False)
         rates = worker_scaling(PoseDetectWorker, PoseDetectConfig(), f"{tmp}/videos", f"{tmp}/out", args.workers,
                                "frames", detail=lambda report: f" (rows {report.row_status})")
         print(f"1 worker / no Ray: {rates[1] / base:.2f}x")

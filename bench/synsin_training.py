@@ -35,7 +35,7 @@ def main() -> None:
         write_multiview_dataset(f"{tmp}/pairs", MultiviewSpec(scenes=args.scenes, pairs_per_scene=8, image_size=32,
                                                               shards=4, seed=0))
         data_s = time.perf_counter() - t0
-        ray.init(num_cpus=max(4, args.workers + 2), include_dashboard=False)
+        ray.init(address="local", num_cpus=max(4, args.workers + 2), include_dashboard=False)
         t0 = time.perf_counter()
         result = run_training("synsin", TrainConfig(
             data=f"{tmp}/pairs", storage=f"{tmp}/runs", name="bench", preset=args.preset, steps=args.steps,
