@@ -42,6 +42,10 @@ class FakeWorker(ShardWorker):
 
     config_cls = FakeConfig
 
+    @staticmethod
+    def pick_device():
+        return "cpu"  # no model: the fake worker never imports torch
+
     def read_shard(self, task):
         return None
 

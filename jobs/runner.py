@@ -252,7 +252,8 @@ def _dispatch(todo: list[Shard], actors: list, output_url: str, run_id: str, max
     progress = _Progress(bar)
     while inflight or (queue and (slots or recovering)):
         if lease.lost.is_set() and not report.aborted:
-            report.aborted = "another run took over the lease on the output; no shard was started after that"
+            report.aborted = ("another run took over the lease on the output; no shard was handed to a worker after "
+                              "that (those already in a worker finished)")
         if report.aborted:  # let the shards in flight finish, start no other
             queue.clear()
             if not inflight:

@@ -152,7 +152,7 @@ class ShardWorker:
             raise TypeError(f"{type(self).__name__} expects a {self.config_cls.__name__}, got {type(config).__name__}")
         started = time.time()
         self.config = config
-        self.device = pick_device()
+        self.device = self.pick_device()
         if num_threads:
             import torch
 
@@ -170,6 +170,11 @@ class ShardWorker:
         """True when the class implements the three stages: two shards can then be in it at once
         (pipelined). A class that also overrides ``run_shard`` must call ``super().run_shard``."""
         return cls.read_shard is not ShardWorker.read_shard
+
+    @staticmethod
+    def pick_device() -> "torch.device":
+        """This worker's device (:func:`pick_device`); a worker that runs no model may answer without torch."""
+        return pick_device()
 
     @classmethod
     def preflight(cls, config: Any) -> None:
