@@ -4,6 +4,11 @@ driver's own loop) the sum over shards, the mean per worker and the share of wal
 worker's idle seconds.
 
     python bench/phases.py [--workers 2] [--fit-videos 16 --fit-frames 125] [--export-frames 8000] [--meshes none|ply]
+                           [--compare]
+
+With ``--compare`` each job also runs the way the runner did before issue 11 (one shard per worker at a
+time, read, compute and write in turn) and the two runs' rows/s after worker start and idle shares
+are printed side by side.
 
 Runs on the embedded local Ray (one CPU per worker). Idle time = seconds after a worker was ready in which
 none of its stages ran (between shards), and at the tail (its last shard done, the job not yet).
@@ -19,12 +24,19 @@ os.environ.setdefault("RAY_AUTH_MODE", "disabled")
 
 import ray  # noqa: E402
 
-from scaling import make_body_model, make_fit_input, phase_table  # noqa: E402  (bench/scaling.py)
+from scaling import idle_share, make_body_model, make_fit_input, phase_table  # noqa: E402  (bench/scaling.py)
+import dl3d.jobs.runner as runner_mod  # noqa: E402
 from dl3d.jobs.runner import RunnerConfig, run_shards  # noqa: E402
 from dl3d.synthetic.smpl_params import SmplParamsSpec, write_smpl_params_dataset  # noqa: E402
 from dl3d.workers.smpl_config import SmplExportConfig, SmplFitConfig  # noqa: E402
 from dl3d.workers.smpl_export import SmplExportWorker  # noqa: E402
 from dl3d.workers.smpl_fit import SmplFitWorker  # noqa: E402
+
+
+def steady_rate(report) -> float:
+    """Rows per second after the first worker was ready."""
+    start = min((w.get("ready_s", 0.0) for w in report.workers), default=0.0)
+    return report.rows / max(report.seconds - start, 1e-9)
 
 
 def main() -> None:
@@ -36,6 +48,7 @@ def main() -> None:
     ap.add_argument("--export-frames", type=int, default=8000)
     ap.add_argument("--export-shards", type=int, default=16)
     ap.add_argument("--meshes", default="none", choices=("none", "ply", "obj"), help="mesh files for both jobs")
+    ap.add_argument("--compare", action="store_true", help="also run one shard per worker at a time, unpipelined")
     args = ap.parse_args()
 
     with tempfile.TemporaryDirectory() as tmp:
@@ -53,6 +66,17 @@ def main() -> None:
             report = run_shards(name, worker, cfg, src, f"{tmp}/out-{worker.__name__}", runner)
             assert report.exit_code == 0, report.summary()
             print(phase_table(report))
+            if args.compare:
+                serial = type(f"Serial{worker.__name__}", (worker,), {"staged": classmethod(lambda cls: False)})
+                runner_mod.IN_FLIGHT_PER_WORKER = 1
+                try:
+                    before = run_shards(name, serial, cfg, src, f"{tmp}/out-serial-{worker.__name__}", runner)
+                finally:
+                    runner_mod.IN_FLIGHT_PER_WORKER = 2
+                assert before.exit_code == 0, before.summary()
+                print(f"  one shard per worker at a time: {steady_rate(before):.0f} rows/s after worker start, "
+                      f"workers idle {idle_share(before):.1%}; pipelined: {steady_rate(report):.0f} rows/s, "
+                      f"idle {idle_share(report):.1%} ({steady_rate(report) / steady_rate(before):.2f}x)")
             print()
         ray.shutdown()
 

@@ -268,15 +268,16 @@ class ShardWorker:
                            phases=_rounded(phases))
 
     def _run_whole(self, task: ShardTask, out: JobOutput, phases: dict[str, float]) -> int:
-        """A worker that is not staged: its ``run_shard`` timed as ``compute``."""
+        """A worker that is not staged: its ``run_shard`` timed as ``compute`` (less what stages inside it timed)."""
         t = time.perf_counter()
+        staged = sum(phases.values())
         self._activity.enter()
         try:
             out.clear_leftovers(task.shard.index, shared_folders=False)
             return self.run_shard(task, out)
         finally:
             self._activity.leave()
-            phases["compute"] += time.perf_counter() - t
+            phases["compute"] += time.perf_counter() - t - (sum(phases.values()) - staged)
 
     @contextmanager
     def _timed(self, lock: threading.Lock, phases: dict[str, float]) -> Iterator[None]:
