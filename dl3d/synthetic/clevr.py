@@ -14,8 +14,10 @@ point light above the camera, no specular term. Images are rendered at 2x and av
 
 Truth columns: ``object_count``, ``object_positions`` (K, 3) world centres, ``object_colors`` (K, 3)
 RGB in [0, 1], ``object_shapes`` (names), ``object_masks`` (one grey PNG per object, 255 where that
-object is the visible surface in at least half of the pixel). Scene ``i`` depends only on
-``(seed, i)`` and the options, not on the number of scenes or shards.
+object is the visible surface at the pixel's centre: the ray GIRAFFE's camera casts through that pixel,
+so a mask's area is an unbiased estimate of the object's projected area; the earlier rule "at least half
+of the 2 x 2 sub-pixels" counted the ties and made 32-px masks about 10 % too large). Scene ``i``
+depends only on ``(seed, i)`` and the options, not on the number of scenes or shards.
 """
 
 from __future__ import annotations
@@ -175,6 +177,9 @@ def render_scene(scene: ClevrScene, spec: ClevrSpec) -> tuple[np.ndarray, np.nda
     # rasterise at 2x; pixel centres of the 2x grid average down to the 1x pixel centres' footprint
     frags = MeshRasterizer(cameras=cameras, raster_settings=RasterizationSettings(image_size=hi, faces_per_pixel=1,
                                                                                   blur_radius=0.0))(mesh)
+    # the masks: which object is hit at each pixel centre (a raster at 1x samples exactly the pixel centres)
+    centre = MeshRasterizer(cameras=cameras, raster_settings=RasterizationSettings(
+        image_size=s, faces_per_pixel=1, blur_radius=0.0))(mesh).pix_to_face[0, ..., 0]
     face = frags.pix_to_face[0, ..., 0]  # (2S, 2S), -1 = sky
     hit = face >= 0
     fidx = face.clamp_min(0)
@@ -190,9 +195,9 @@ def render_scene(scene: ClevrScene, spec: ClevrSpec) -> tuple[np.ndarray, np.nda
     rgb = colors_t[fidx] * (0.45 + 0.55 * lambert[..., None])
     rgb = torch.where(hit[..., None], rgb, torch.tensor(SKY_RGB))
     img = rgb.reshape(s, 2, s, 2, 3).mean((1, 3))
-    obj = torch.where(hit, owner_t[fidx], torch.full_like(face, -1))
-    masks = torch.stack([(obj == k).float().reshape(s, 2, s, 2).mean((1, 3)) >= 0.5
-                         for k in range(len(scene.shapes))]) if scene.shapes else torch.zeros(0, s, s, dtype=torch.bool)
+    obj = torch.where(centre >= 0, owner_t[centre.clamp_min(0)], torch.full_like(centre, -1))
+    masks = torch.stack([obj == k for k in range(len(scene.shapes))]) if scene.shapes else \
+        torch.zeros(0, s, s, dtype=torch.bool)
     return (img.clamp(0, 1).numpy() * 255).round().astype(np.uint8), masks.numpy()
 
 
