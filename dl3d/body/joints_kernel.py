@@ -27,6 +27,7 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
+from dl3d.body.fused_kernel import FusedPlan
 from dl3d.keypoints.formats import FORMATS
 
 __all__ = [
@@ -305,6 +306,7 @@ class SelectedPointsKernel(nn.Module):
         self.num_betas = int(model["shapedirs"].shape[-1])
         rows = list(range(len(self.vertex_ids)))
         self.full = _Plan(model, self.parents, list(range(self.num_joints)), rows, dtype)
+        self.fused = FusedPlan(self.full)  # what forward runs; self.full.run is its autograd reference
         self.formats = nn.ModuleDict()
         if self.num_joints == 24 and set(SMPLX_EXTRA_VERTEX_IDS) <= set(self.vertex_ids):
             self._smplx_rows = [self.vertex_ids.index(v) for v in SMPLX_EXTRA_VERTEX_IDS]
@@ -348,7 +350,7 @@ class SelectedPointsKernel(nn.Module):
         """
         n = self._check(betas, global_orient, body_pose, transl)
         pose = torch.cat([global_orient, body_pose], dim=1).view(n, self.num_joints, 3)
-        joints, points = self.full.run(betas, pose, transl)
+        joints, points = self.fused(betas, pose, transl)
         return PointsOutput(joints=joints, points=points)
 
     def smplx_layout(self, out: PointsOutput) -> Tensor:

@@ -18,6 +18,7 @@ import torch
 from pytorch3d.transforms import axis_angle_to_matrix, matrix_to_axis_angle
 from torch import Tensor, nn
 
+from dl3d.fitting.fused_loss import LossConstants, StageTerms, prior_factors
 from dl3d.fitting.interpenetration import SphereBody
 from dl3d.fitting.objective import MAX_RESIDUAL_SIGMAS, project_points, reprojection_term, second_difference_term
 from dl3d.fitting.priors import ANGLE_PRIOR_INDICES, ANGLE_PRIOR_SIGNS, GmmPosePrior, angle_prior, shape_prior
@@ -134,72 +135,37 @@ def to_smpl(problem: Problem, params: Params) -> tuple[Tensor, Tensor]:
     return matrix_to_axis_angle(params.rot_base), params.pelvis - rest_pelvis(problem, params.betas)
 
 
-@dataclass
-class _StageConstants:
-    """Everything ``stage_loss`` needs that does not change within a stage (fewer ops per step)."""
-
-    data_w: Tensor  # (N, J, 1) data_weight * weight² * sigma²
-    sigma2: float
-    prior_mean: Tensor | None  # (69,) one-component prior: mean and Cholesky factor of the precision
-    prior_chol: Tensor | None
-    prior_const: float  # one-component prior: N * w_pose² * (-log c)
-    pose_w2: float
-    angle_index: Tensor
-    angle_scale: Tensor  # 2 * signs: exp(s a)² = exp(2 s a)
-    bend_w2: float
-    shape_w: Tensor  # (T, 1) w_shape² * rows per betas row (the shape prior counts once per row)
-    interp_w: float
-    reach: Tensor | None
-    temporal_w: Tensor  # (N - 2, 1, 1) w_temporal * consecutive
-
-
-def _constants(problem: Problem, betas: Tensor, w: StageWeights, reach: Tensor | None) -> _StageConstants:
-    dev, n = problem.xy.device, problem.xy.shape[0]
+def _constants(problem: Problem, betas: Tensor, w: StageWeights, reach: Tensor | None) -> LossConstants:
+    """What ``stage_loss`` needs that does not change within a stage (computed once per stage)."""
+    dev, dtype = problem.xy.device, problem.xy.dtype
     prior = problem.prior
-    one = prior.num_components == 1
+    prior_l, prior_ml = prior_factors(prior.means.to(problem.xy), prior.prec_chol.to(problem.xy))
     count = torch.bincount(problem.beta_index, minlength=betas.shape[0]).to(betas.dtype)[:, None]
-    return _StageConstants(
-        data_w=(problem.data_weight * problem.sigma ** 2 * problem.weight ** 2)[..., None],
-        sigma2=problem.sigma ** 2,
-        prior_mean=prior.means[0].to(problem.xy) if one else None,
-        prior_chol=prior.prec_chol[0].to(problem.xy) if one else None,
-        prior_const=float(n * w.pose ** 2 * prior.neg_log_c[0]) if one else 0.0,
-        pose_w2=w.pose ** 2,
+    spheres = problem.spheres
+    return LossConstants(
+        xy=problem.xy, data_w=(problem.data_weight * problem.sigma ** 2 * problem.weight ** 2)[..., None],
+        focal=problem.focal, principal_point=problem.principal_point, sigma2=problem.sigma ** 2,
+        bound=MAX_RESIDUAL_SIGMAS * problem.sigma,  # as gmof: no overflow to inf, then NaN
+        prior_l=prior_l, prior_ml=prior_ml, prior_nlc=prior.neg_log_c.to(problem.xy), pose_w2=w.pose ** 2,
         angle_index=torch.tensor(ANGLE_PRIOR_INDICES, device=dev),
-        angle_scale=2 * torch.tensor(ANGLE_PRIOR_SIGNS, device=dev, dtype=problem.xy.dtype),
-        bend_w2=w.bending ** 2,
-        shape_w=w.shape ** 2 * count,
-        interp_w=w.interpenetration if problem.spheres is not None else 0.0,
-        reach=reach,
-        temporal_w=(w.temporal * problem.consecutive)[:, None, None],
+        angle_scale=2 * torch.tensor(ANGLE_PRIOR_SIGNS, device=dev, dtype=dtype),  # exp(s a)² = exp(2 s a)
+        bend_w2=w.bending ** 2, shape_w=w.shape ** 2 * count,  # the shape prior counts once per row
+        interp_w=w.interpenetration if spheres is not None else 0.0,
+        pair_map=spheres.pair_map.to(problem.xy) if spheres is not None else None, reach=reach,
+        temporal_w=(w.temporal * problem.consecutive)[:, None, None] if w.temporal > 0 else problem.xy.new_zeros(0),
     )
 
 
-def stage_loss(problem: Problem, c: _StageConstants, betas: Tensor, global_orient: Tensor, body_pose: Tensor,
+def stage_loss(problem: Problem, c: LossConstants, betas: Tensor, global_orient: Tensor, body_pose: Tensor,
                transl: Tensor) -> Tensor:
-    """The scalar objective of ``total_loss(evaluate(...))``, written with as few ops as possible
-    (it runs every Adam step; at a few hundred rows per-op overhead is most of the cost)."""
+    """The scalar objective of ``total_loss(evaluate(...))``: the body model, then every term and its
+    gradient as one autograd node (``fused_loss.StageTerms``; it runs every Adam step, and at a few
+    hundred rows per-op overhead is most of the cost). ``c.reach`` None: radii from the current joints."""
     out = problem.kernel(betas[problem.beta_index], global_orient, body_pose, transl)
     kp = problem.kernel.smplx_layout(out).index_select(1, problem.fmt_index)
-    res = project_points(kp, problem.focal, problem.principal_point) - problem.xy
-    bound = MAX_RESIDUAL_SIGMAS * problem.sigma  # as gmof: no overflow to inf, then NaN
-    res = res.clamp(-bound, bound)
-    sq = res * res
-    loss = (c.data_w * sq / (sq + c.sigma2)).sum()
-    if c.prior_mean is not None:
-        z = (body_pose - c.prior_mean) @ c.prior_chol
-        loss = loss + (0.5 * c.pose_w2) * (z * z).sum() + c.prior_const
-    else:
-        loss = loss + c.pose_w2 * problem.prior(body_pose).sum()
-    loss = loss + c.bend_w2 * torch.exp(body_pose.index_select(1, c.angle_index) * c.angle_scale).sum()
-    loss = loss + (c.shape_w * betas * betas).sum()
-    if c.interp_w > 0:
-        loss = loss + c.interp_w * problem.spheres(out.joints, c.reach).sum()
-    if c.temporal_w.numel():
-        j = out.joints
-        acc = j[2:] - 2 * j[1:-1] + j[:-2]
-        loss = loss + (c.temporal_w * acc * acc).sum()
-    return loss
+    if c.reach is None and c.interp_w > 0:
+        c = replace(c, reach=problem.spheres.pair_reach(out.joints))
+    return StageTerms.apply(c, out.joints, kp, body_pose, betas)
 
 
 def run_stage(problem: Problem, params: Params, w: StageWeights, iters: int, lr: float,

@@ -189,6 +189,40 @@ def test_keypoints_prune_the_chain_for_sparse_weights():
             torch.testing.assert_close(k, r, rtol=1e-9, atol=1e-9)
 
 
+@pytest.mark.parametrize("n, shared", [(1, False), (6, False), (6, True)])
+def test_fused_forward_backward_equal_the_autograd_path(n, shared):
+    """``forward`` (``FusedPlan``: hand-written backward) against ``_Plan.run`` (plain autograd ops),
+    float64, on a tree whose depth order is not its index order (joint 10 hangs off the root), so
+    the reordered-joint branches run too."""
+    arrays = random_smpl_arrays(seed=2)
+    parents = list(SMPL_PARENTS)
+    parents[10] = 0
+    arrays["kintree_table"] = np.stack([np.array(parents), np.arange(24)]).astype(np.int64)
+    kernel = build_points_kernel(arrays, VERTEX_IDS, dtype=torch.float64)
+    assert not kernel.fused.rot_identity and not kernel.fused.out_identity
+    inputs = random_inputs(n, torch.float64, seed=7)
+    if shared:
+        inputs["betas"] = inputs["betas"][:1]
+    inputs["body_pose"][0, :3] = 0.0  # a zero rotation: smplx's |r + 1e-8| keeps its gradient finite
+    w = [torch.randn(n, 24, 3, dtype=torch.float64), torch.randn(n, len(VERTEX_IDS), 3, dtype=torch.float64)]
+
+    def run(fused: bool):
+        x = {k: v.clone().requires_grad_() for k, v in inputs.items()}
+        if fused:
+            out = kernel(**x)
+            joints, points = out.joints, out.points
+        else:
+            pose = torch.cat([x["global_orient"], x["body_pose"]], 1).view(n, 24, 3)
+            joints, points = kernel.full.run(x["betas"], pose, x["transl"])
+        loss = (w[0] * joints).sum() + (w[1] * points).sum() + (points ** 2).sum()
+        return [joints, points] + list(torch.autograd.grad(loss, list(x.values())))
+
+    names = ["joints", "points"] + list(inputs)
+    for name, got, ref in zip(names, run(True), run(False)):
+        assert ref.abs().max() > 0, name
+        torch.testing.assert_close(got, ref, rtol=1e-10, atol=1e-10, msg=name)
+
+
 def test_keypoint_tables():
     assert len(BODY25_FROM_SMPL45) == 25 and len(COCO17_FROM_SMPL45) == 17
     assert BODY25_FROM_SMPL45[8] == 0  # MidHip <- pelvis

@@ -1,0 +1,149 @@
+"""The per-step SMPLify objective as one autograd node: value and gradient computed together.
+
+``stages.stage_loss`` evaluates this at every Adam step. Written with autograd it is some fifty
+small ops forward and twice as many backward; at a few hundred rows per step their fixed cost is
+most of the time. ``StageTerms`` computes the same sum (the terms of ``stages.evaluate``: robust
+reprojection, max-mixture pose prior, bending, shape, interpenetration, temporal) and its gradient
+with respect to the body model's outputs and the pose and shape parameters in one pass; the body
+model's own backward then runs as before. Equal to autograd through ``evaluate`` to float rounding
+(``tests/fitting/test_fit_stages.py``).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+from torch import Tensor
+
+from dl3d.fitting.objective import MAX_RESIDUAL_SIGMAS
+
+__all__ = ["LossConstants", "StageTerms", "loss_and_grads"]
+
+MIN_DEPTH = 1e-2
+"""``objective.project_points``' default ``min_depth``, metres."""
+
+
+@dataclass
+class LossConstants:
+    """What the objective needs that is fixed within a stage (tensors on the fitting device).
+
+    xy (N, J, 2) observed pixels; data_w (N, J, 1) ``data_weight * sigma² * weight²``; focal (N,);
+    principal_point (N, 2); sigma2 = sigma² (px²); bound: residual clamp, px.
+    prior_l (69, K*69) the K precision Cholesky factors side by side; prior_ml (K, 69) ``mu_k L_k``;
+    prior_nlc (K,) ``-log c_k``; pose_w2; angle_index (4,), angle_scale (4,) = 2 * signs; bend_w2;
+    shape_w (T, 1) ``w_shape²`` x rows per betas row; interp_w; pair_map (P, 24) joints -> sphere
+    centre differences; reach (N, P) radius sums (None: no interpenetration term);
+    temporal_w (N - 2, 1, 1) ``w_temporal`` x consecutive (empty: no temporal term).
+    """
+
+    xy: Tensor
+    data_w: Tensor
+    focal: Tensor
+    principal_point: Tensor
+    sigma2: float
+    bound: float
+    prior_l: Tensor
+    prior_ml: Tensor
+    prior_nlc: Tensor
+    pose_w2: float
+    angle_index: Tensor
+    angle_scale: Tensor
+    bend_w2: float
+    shape_w: Tensor
+    interp_w: float
+    pair_map: Tensor | None
+    reach: Tensor | None
+    temporal_w: Tensor
+
+
+def prior_factors(means: Tensor, prec_chol: Tensor) -> tuple[Tensor, Tensor]:
+    """(K, 69) means, (K, 69, 69) Cholesky factors -> (69, K*69) factors side by side, (K, 69) ``mu_k L_k``."""
+    k, d = means.shape
+    return prec_chol.permute(1, 0, 2).reshape(d, k * d), torch.einsum("kd,kde->ke", means, prec_chol)
+
+
+def _mix(mix: Tensor, x: Tensor) -> Tensor:
+    """(A, B) mix, (N, B, 3) -> (N, A, 3): ``mix @ x[n]`` for every row, one matrix product."""
+    n, b = x.shape[:2]
+    return (mix @ x.transpose(0, 1).reshape(b, n * 3)).reshape(-1, n, 3).transpose(0, 1)
+
+
+def loss_and_grads(c: LossConstants, joints: Tensor, kp: Tensor, pose: Tensor,
+                   betas: Tensor) -> tuple[Tensor, Tensor, Tensor, Tensor, Tensor]:
+    """The objective (scalar) and its gradients.
+
+    joints: (N, 24, 3) camera frame, metres; kp: (N, J, 3) the model's keypoints, camera frame,
+    metres; pose: (N, 69) radians; betas: (T, B). Returns the loss (px²-weighted sum, 0-dim) and
+    its gradients with respect to joints, kp, pose and betas (same shapes).
+    """
+    # Reprojection: sum data_w * r² / (r² + sigma²) over clamped residuals r.
+    z = kp[..., 2:3]
+    zc = z.clamp_min(MIN_DEPTH)
+    f = c.focal[:, None, None]
+    scale = f / zc
+    res = kp[..., :2] * scale + c.principal_point[:, None, :] - c.xy
+    inside = (res >= -c.bound) & (res <= c.bound)
+    res = res.clamp(-c.bound, c.bound)
+    sq = res * res
+    den = sq + c.sigma2
+    frac = c.data_w / den
+    loss = (frac * sq).sum()
+    g_res = (2 * c.sigma2) * frac / den * res * inside
+    g_xy = g_res * scale
+    g_z = -(g_res * kp[..., :2]).sum(-1, keepdim=True) * (scale / zc) * (z >= MIN_DEPTH)
+    g_kp = torch.cat([g_xy, g_z], -1)
+
+    # Max-mixture pose prior: min_k 0.5 |(x - mu_k) L_k|² - log c_k, every component in one product.
+    n, k = pose.shape[0], c.prior_nlc.shape[0]
+    zq = (pose @ c.prior_l).view(n, k, -1) - c.prior_ml
+    nll = 0.5 * (zq * zq).sum(-1) + c.prior_nlc
+    if k == 1:
+        loss = loss + c.pose_w2 * nll.sum()
+        g_pose = c.pose_w2 * (zq.view(n, -1) @ c.prior_l.t())
+    else:
+        best, arg = nll.min(1)
+        loss = loss + c.pose_w2 * best.sum()
+        pick = torch.zeros_like(nll).scatter_(1, arg[:, None], c.pose_w2)
+        g_pose = (zq * pick[..., None]).view(n, -1) @ c.prior_l.t()
+
+    # Bending: sum exp(2 sign angle) over elbows and knees.
+    bend = torch.exp(pose.index_select(1, c.angle_index) * c.angle_scale)
+    loss = loss + c.bend_w2 * bend.sum()
+    g_pose.index_add_(1, c.angle_index, (c.bend_w2 * c.angle_scale) * bend)
+
+    loss = loss + (c.shape_w * betas * betas).sum()
+    g_betas = 2 * c.shape_w * betas
+
+    g_joints = torch.zeros_like(joints)
+    if c.reach is not None and c.interp_w > 0:
+        diff = _mix(c.pair_map, joints)  # (N, P, 3) sphere centre differences
+        dist = torch.sqrt((diff * diff).sum(-1) + 1e-12)
+        over = torch.relu(c.reach - dist)
+        loss = loss + c.interp_w * (over * over).sum()
+        g_diff = (-2 * c.interp_w) * (over / dist)[..., None] * diff
+        g_joints += _mix(c.pair_map.t(), g_diff)
+    if c.temporal_w.numel():
+        acc = joints[2:] - 2 * joints[1:-1] + joints[:-2]
+        loss = loss + (c.temporal_w * acc * acc).sum()
+        g_acc = 2 * c.temporal_w * acc
+        g_joints[2:] += g_acc
+        g_joints[1:-1] -= 2 * g_acc
+        g_joints[:-2] += g_acc
+    return loss, g_joints, g_kp, g_pose, g_betas
+
+
+class StageTerms(torch.autograd.Function):
+    """``apply(c, joints, kp, pose, betas)`` -> the scalar objective; gradients from ``loss_and_grads``."""
+
+    @staticmethod
+    def forward(ctx: Any, c: LossConstants, joints: Tensor, kp: Tensor, pose: Tensor, betas: Tensor) -> Tensor:
+        loss, *grads = loss_and_grads(c, joints, kp, pose, betas)
+        ctx.grads = grads
+        return loss
+
+    @staticmethod
+    def backward(ctx: Any, grad: Tensor) -> tuple[Tensor | None, ...]:
+        g_joints, g_kp, g_pose, g_betas = ctx.grads
+        return None, g_joints * grad, g_kp * grad, g_pose * grad, g_betas * grad
