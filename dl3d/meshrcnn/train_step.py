@@ -94,7 +94,8 @@ def voxmesh_losses(model: nn.Module, batch: dict, step: int, cfg: MeshRCNNConfig
 
     batch: ``images`` (N, 3, S, S) in [0, 1], ``K`` (N, 3, 3) pixels of those images, ``verts`` /
     ``faces`` (lists: each image's one object, camera frame), ``occupancy`` (N, R, R, R),
-    ``occupancy_to_camera`` (N, 4, 4). The first ``voxel_only_iters`` steps refine dummy tetrahedra.
+    ``occupancy_to_camera`` (N, 4, 4). The first ``voxel_only_iters`` steps refine dummy tetrahedra
+    (their mesh losses enter the total times ``voxel_only_mesh_weight``; 0 keeps the graph for DDP).
     """
     voxel_only = cfg.uses_voxels and step <= cfg.voxel_only_iters
     out = model(batch["images"], batch["K"], voxel_only=voxel_only)
@@ -104,7 +105,7 @@ def voxmesh_losses(model: nn.Module, batch: dict, step: int, cfg: MeshRCNNConfig
                      normal_weight=cfg.normal_weight, edge_weight=cfg.edge_weight, num_samples=cfg.num_samples,
                      reduction=cfg.stage_reduction)
     losses = {"chamfer": ml["chamfer"], "normal": ml["normal"], "edge": ml["edge"]}
-    total = ml["total"]
+    total = ml["total"] * cfg.voxel_only_mesh_weight if voxel_only else ml["total"]
     if out["voxel_logits"] is not None:
         n, _, s, _ = batch["images"].shape
         base = model.module if hasattr(model, "module") else model

@@ -92,3 +92,20 @@ def test_every_preset_builds_and_takes_one_cpu_step(preset, shapes):
         ev = FAMILY.evaluate(modules, batch, cfg)
         for key in ("f1@0.3", "sphere_f1@0.3", "cubified_f1@0.3", "voxel_iou", "chamfer_l2"):
             assert math.isfinite(ev[key]), (key, ev)
+
+
+@pytest.mark.parametrize("mesh_weight", [0.0, 1.0])
+def test_voxel_only_steps_touch_the_refiner_only_with_a_mesh_weight(mesh_weight, shapes):
+    cfg = FAMILY.config("cpu-small", num_samples=200, voxel_only_iters=5, voxel_only_mesh_weight=mesh_weight)
+    modules = FAMILY.build(cfg)
+    opts = FAMILY.make_optimizers(modules, cfg)
+    batch = FAMILY.decode_batch(shapes["one"], cfg, torch.device("cpu"))
+    before = {k: v.clone() for k, v in modules["model"].state_dict().items() if v.dtype.is_floating_point}
+    metrics = FAMILY.train_step(modules, opts, batch, 1, cfg)  # step 1 <= voxel_only_iters: dummy tetrahedra
+    assert metrics["skipped"] == 0.0 and metrics["chamfer"] > 0
+    assert metrics["total"] == pytest.approx(cfg.voxel_loss_weight * metrics["voxel"] + mesh_weight * (
+        metrics["chamfer"] + metrics["normal"] + metrics["edge"]), rel=1e-5)
+    state = modules["model"].state_dict()
+    moved = {k for k, v in before.items() if not torch.equal(state[k], v)}
+    assert any(k.startswith("voxel_head.") for k in moved)
+    assert any(k.startswith("mesh_head.") for k in moved) == (mesh_weight > 0), sorted(moved)[:5]
