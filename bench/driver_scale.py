@@ -120,7 +120,9 @@ def main() -> None:
         rate = (hi - lo) / (seen[hi][0] - seen[lo][0])
         print(f"dispatch rate from {lo} to {hi} committed: {rate:.0f} shards/s "
               f"(target >= 1000 with 32 workers); peak driver RSS {peak[0]:.0f} MB")
-        print(f"driver time: {report.timings}")
+        per_shard = report.timings.get("dispatch", 0.0) / args.shards
+        print(f"driver time: {report.timings}: its own work {per_shard * 1000:.2f} ms per shard, a ceiling of "
+              f"{1 / per_shard:.0f} shards/s for one driver core (the rest of the time it waited for workers)")
         size = os.path.getsize(f"{dst}/_job.json")
         print(f"_job.json: {size / 1024:.1f} KiB")
 

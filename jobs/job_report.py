@@ -80,6 +80,11 @@ class ShardLedger(Sequence[ShardOutcome]):
             if o.worker:
                 self.nodes[f"{o.worker.get('node_id', o.worker.get('host', '?'))[:12]} {o.worker.get('device', '')}"] += 1
 
+    def mark(self, indices: Iterable[int], status: str) -> None:
+        """Set the status of many shards at once (``skipped``: those committed before this run), vectorised."""
+        which = np.isin(self.index, np.fromiter(indices, np.int64))
+        self.status[which] = _CODE[status]
+
     def count(self, status: str) -> int:
         return int(np.count_nonzero(self.status == _CODE[status]))
 
@@ -175,6 +180,11 @@ class JobReport:
     def __post_init__(self):
         if not isinstance(self.shards, ShardLedger):
             self.shards = ShardLedger.from_outcomes(list(self.shards))
+
+    def mark(self, indices: Iterable[int], status: str) -> None:
+        """Set the status of many shards at once (``skipped``: those committed before this run), vectorised."""
+        which = np.isin(self.index, np.fromiter(indices, np.int64))
+        self.status[which] = _CODE[status]
 
     def count(self, status: str) -> int:
         return self.shards.count(status)

@@ -96,9 +96,7 @@ def _run_leased(job: str, worker_cls: type[ShardWorker], worker_config: Any, inp
     committed = out.committed()
     todo = [s for s in shards if s.index not in committed]
     ledger = ShardLedger(s.index for s in shards)
-    for s in shards:
-        if s.index in committed:
-            ledger.record(ShardOutcome(s.index, "skipped"))
+    ledger.mark(committed, "skipped")
     meta = {
         "job": job, "run_id": run_id, "status": "running", "input": input_url, "output": output_url,
         "started": _iso(started), "config": dataclasses.asdict(worker_config), "spec": spec,
@@ -270,6 +268,7 @@ def _dispatch(todo: list[Shard], actors: list, output_url: str, run_id: str, max
         if len(waiting) > 1:  # everything else that is done too: one pass of bookkeeping for all of them
             ready, _ = ray.wait(waiting, num_returns=len(waiting), timeout=0)
         clock.lap("wait")
+        got = _get_all([r for r in ready if r in inflight])
         for ref in ready:
             if ref in recovering:
                 actor = recovering.pop(ref)
@@ -282,7 +281,7 @@ def _dispatch(todo: list[Shard], actors: list, output_url: str, run_id: str, max
             shard, attempt, actor = inflight.pop(ref)
             mine = order[actor._actor_id]
             try:
-                result: ShardResult = ray.get(ref)
+                result: ShardResult = got[ref] if ref in got else ray.get(ref)
             except ray.exceptions.RayActorError as exc:
                 if ref not in verdict:  # the first of this death's refs: the oldest in the worker is charged
                     verdict.update((r, i == 0) for i, r in enumerate(mine))
@@ -324,6 +323,17 @@ def _dispatch(todo: list[Shard], actors: list, output_url: str, run_id: str, max
     progress.flush()
     for shard, attempt in queue:  # every worker is gone
         _fail(out, shard, "failed", attempt - 1, "no live worker left to run the shard", ledger, {}, report)
+
+
+def _get_all(refs: list) -> dict:
+    """The results of ``refs`` in one ``ray.get`` (far cheaper than one call per ref); ``{}`` when one of them
+    failed (each is then fetched alone, so that its error is handled for its own shard)."""
+    if len(refs) < 2:
+        return {}
+    try:
+        return dict(zip(refs, ray.get(refs)))
+    except ray.exceptions.RayError:
+        return {}
 
 
 class _Progress:

@@ -204,7 +204,7 @@ def test_the_ledger_keeps_compact_records_and_ranges():
     for i in (0, 1, 2, 6):
         ledger.record(ShardOutcome(i, "ok", 10, attempts=1, worker={"host": "h", "device": "cpu"},
                                    row_status={"ok": 9, "nan_keypoints": 1}))
-    ledger.record(ShardOutcome(3, "skipped"))
+    ledger.mark({3, 4}, "skipped")  # 4 is not in the input: ignored
     ledger.record(ShardOutcome(5, "failed", attempts=3, error="RuntimeError: boom"))
     report = JobReport("j", "/out", ledger, 2.0)
     assert report.rows == 40 and report.count("ok") == 4 and report.count("not_run") == 1
