@@ -1,20 +1,26 @@
 """Mesh R-CNN ``cpu-small`` learning on rendered shapes through the real driver, for a time budget.
 
-    python bench/meshrcnn_training.py [--minutes 20] [--chunk 100] [--images 400] [--eval-images 32]
-                                      [--workers 1] [--png meshrcnn_training.png]
+    python bench/meshrcnn_training.py [--steps N | --minutes 20] [--chunk 500] [--images 1000]
+                                      [--eval-images 32] [--workers 1] [--out meshrcnn_bench]
+                                      [--voxel-only-steps V]   # a scaled-down schedule, not the preset's
 
 Data: `dl3d data make shapes` (one solid per 64 px image), a separate held-out set. Training runs
-through ``dl3d.jobs.train.run_training`` in chunks of ``--chunk`` steps (each chunk resumes the run
-and ends with an evaluation on the whole held-out set) until the budget is spent. Reported from the
-same evaluation pass on the same held-out images: F1@0.3 (and chamfer) of the refined meshes, of the
-sphere in the GT box (``sphere_``) and of the model's own cubified voxels (``cubified_``), voxel IoU.
-A PNG shows held-out images with the predicted mesh rendered beside the ground truth (same camera).
+through ``dl3d.jobs.train.run_training``: with ``--steps`` one run of that many steps (the same
+training on a loaded machine, only slower), evaluated every ``--chunk`` steps; with ``--minutes`` only,
+chunks of ``--chunk`` steps (each resumes the run and ends with an evaluation) until the budget is
+spent. Reported from the last evaluation on the held-out images: F1@0.3 (and chamfer) of the refined
+meshes, of the sphere in the GT box (``sphere_``) and of the model's own cubified voxels
+(``cubified_``), voxel IoU; and the mean step time of the voxel-only and of the full steps.
+``--out`` receives the trained checkpoint folder (``checkpoint/``), the figures (``figures.json``) and
+a PNG of held-out images with the predicted mesh rendered beside the ground truth (same camera).
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import os
+import shutil
 import tempfile
 import time
 
@@ -59,16 +65,44 @@ def render_comparison(checkpoint: str, data: str, path: str, count: int = 6) -> 
     Image.fromarray(grid).resize((grid.shape[1] * 2, grid.shape[0] * 2), Image.NEAREST).save(path)
 
 
+def _figures(result, args, cfg, train_min: float) -> dict:
+    last = [r for r in result.metrics if r.get("eval_f1@0.3") not in (None, "")][-1]
+    ev = {k.removeprefix("eval_"): float(v) for k, v in last.items() if k.startswith("eval_") and v not in (None, "")}
+    rows = [r for r in result.metrics if r.get("step_s") not in (None, "")]
+    vox = [float(r["step_s"]) for r in rows if int(r["step"]) <= cfg.voxel_only_iters]
+    full = [float(r["step_s"]) for r in rows if int(r["step"]) > cfg.voxel_only_iters]
+    f1, sph, cub, iou = ev["f1@0.3"], ev["sphere_f1@0.3"], ev["cubified_f1@0.3"], ev["voxel_iou"]
+    return {"steps": result.final_step, "evaluated_at_step": int(last["step"]), "batch_size": args.batch_size,
+            "workers": result.workers, "train_images": args.images, "eval_images": args.eval_images,
+            "train_minutes": round(train_min, 2), "cpu_count": os.cpu_count(),
+            "load_avg_1min_at_end": round(os.getloadavg()[0], 2),
+            "mean_step_s_voxel_only": round(sum(vox) / len(vox), 4) if vox else None,
+            "mean_step_s_full": round(sum(full) / len(full), 4) if full else None,
+            "preset": "cpu-small", "voxel_only_iters": cfg.voxel_only_iters, "eval": ev,
+            "met": bool(f1 >= sph + 10 and f1 > cub and iou > 0.5)}
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--minutes", type=float, default=20.0, help="training time budget")
-    ap.add_argument("--chunk", type=int, default=100, help="steps per resumed chunk (each ends with an evaluation)")
-    ap.add_argument("--images", type=int, default=400)
+    ap.add_argument("--steps", type=int, default=None, help="train exactly this many steps (overrides --minutes)")
+    ap.add_argument("--minutes", type=float, default=20.0, help="training time budget without --steps")
+    ap.add_argument("--chunk", type=int, default=500, help="steps between evaluations")
+    ap.add_argument("--images", type=int, default=1000)
     ap.add_argument("--eval-images", type=int, default=32)
     ap.add_argument("--batch-size", type=int, default=8)
     ap.add_argument("--workers", type=int, default=1)
-    ap.add_argument("--png", default="meshrcnn_training.png")
+    ap.add_argument("--voxel-only-steps", type=int, default=None,
+                    help="override cpu-small's voxel_only_iters (only for a scaled-down run; default: the preset's)")
+    ap.add_argument("--out", default="meshrcnn_bench", help="folder for checkpoint/, figures.json and the PNG")
     args = ap.parse_args()
+    if args.steps is not None and args.steps < 1:
+        raise SystemExit(f"--steps must be >= 1, got {args.steps}")
+    os.makedirs(args.out, exist_ok=True)
+    from dl3d.meshrcnn.config import MESHRCNN_PRESETS
+
+    cfg = MESHRCNN_PRESETS["cpu-small"]
+    if args.voxel_only_steps is not None:
+        cfg = cfg.replace(voxel_only_iters=args.voxel_only_steps)
     with tempfile.TemporaryDirectory() as tmp:
         t0 = time.perf_counter()
         write_shapes_dataset(f"{tmp}/train", ShapesSpec(images=args.images, image_size=64, shards=4, seed=0))
@@ -76,31 +110,38 @@ def main() -> None:
         print(f"data: {time.perf_counter() - t0:.1f} s", flush=True)
         ray.init(num_cpus=max(4, args.workers + 2), include_dashboard=False)
         t0, steps, result = time.perf_counter(), 0, None
-        while time.perf_counter() - t0 < args.minutes * 60:
-            steps += args.chunk
+        while (steps < args.steps) if args.steps is not None else (time.perf_counter() - t0 < args.minutes * 60):
+            steps = args.steps if args.steps is not None else steps + args.chunk
             result = run_training("meshrcnn", TrainConfig(
                 data=f"{tmp}/train", eval_data=f"{tmp}/eval", storage=f"{tmp}/runs", name="bench", preset="cpu-small",
                 steps=steps, batch_size=args.batch_size, workers=args.workers, eval_every=args.chunk,
-                checkpoint_every=args.chunk, log_every=max(1, args.chunk // 2)))
-            last = [r for r in result.metrics if r.get("eval_f1@0.3") not in (None, "")][-1]
-            print(f"[{(time.perf_counter() - t0) / 60:.1f} min, step {last['step']}] held-out F1@0.3: model "
-                  f"{float(last['eval_f1@0.3']):.1f}, sphere in GT box {float(last['eval_sphere_f1@0.3']):.1f}, "
-                  f"own cubified voxels {float(last['eval_cubified_f1@0.3']):.1f}; voxel IoU "
-                  f"{float(last['eval_voxel_iou']):.3f}", flush=True)
+                checkpoint_every=args.chunk, log_every=50), cfg)
+            for r in result.metrics:
+                if r.get("eval_f1@0.3") not in (None, "") and (args.steps is not None or int(r["step"]) > steps - args.chunk):
+                    print(f"[step {r['step']}] held-out F1@0.3: model {float(r['eval_f1@0.3']):.1f}, sphere in GT box "
+                          f"{float(r['eval_sphere_f1@0.3']):.1f}, own cubified voxels "
+                          f"{float(r['eval_cubified_f1@0.3']):.1f}; voxel IoU {float(r['eval_voxel_iou']):.3f}", flush=True)
         ray.shutdown()
-        train_min = (time.perf_counter() - t0) / 60
-        f1, sph, cub = (float(last[k]) for k in ("eval_f1@0.3", "eval_sphere_f1@0.3", "eval_cubified_f1@0.3"))
-        print(f"\n{result.final_step} steps of cpu-small (batch {args.batch_size}, {result.workers} worker(s)) in "
-              f"{train_min:.1f} min on {os.cpu_count()} cores")
+        fig = _figures(result, args, cfg, (time.perf_counter() - t0) / 60)
+        ev = fig["eval"]
+        f1, sph, cub = ev["f1@0.3"], ev["sphere_f1@0.3"], ev["cubified_f1@0.3"]
+        print(f"\n{fig['steps']} steps of cpu-small (batch {args.batch_size}, {fig['workers']} worker(s), "
+              f"{args.images} training images) in {fig['train_minutes']:.1f} min on {os.cpu_count()} cores "
+              f"(1-min load average at the end {fig['load_avg_1min_at_end']}); mean step: voxel-only "
+              f"{fig['mean_step_s_voxel_only']} s, full {fig['mean_step_s_full']} s")
         print(f"held-out ({args.eval_images} images) F1@0.3: model {f1:.1f} | sphere in GT box {sph:.1f} "
               f"({f1 - sph:+.1f}) | own cubified voxels {cub:.1f} ({f1 - cub:+.1f})")
-        print(f"chamfer-L2 (GT box edge 10): model {float(last['eval_chamfer_l2']):.3f}, sphere "
-              f"{float(last['eval_sphere_chamfer_l2']):.3f}, cubified {float(last['eval_cubified_chamfer_l2']):.3f}; "
-              f"voxel IoU {float(last['eval_voxel_iou']):.3f}")
-        print("acceptance (F1 >= sphere + 10 and > cubified, IoU > 0.5): "
-              + ("met" if f1 >= sph + 10 and f1 > cub and float(last["eval_voxel_iou"]) > 0.5 else "NOT met"))
-        render_comparison(result.checkpoint, f"{tmp}/eval", args.png)
-        print(f"wrote {args.png} (columns: input, predicted mesh, ground truth)")
+        print(f"chamfer-L2 (GT box edge 10): model {ev['chamfer_l2']:.3f}, sphere {ev['sphere_chamfer_l2']:.3f}, "
+              f"cubified {ev['cubified_chamfer_l2']:.3f}; voxel IoU {ev['voxel_iou']:.3f}")
+        print("acceptance (F1 >= sphere + 10 and > cubified, IoU > 0.5): " + ("met" if fig["met"] else "NOT met"))
+        ckpt = os.path.join(args.out, "checkpoint")
+        shutil.rmtree(ckpt, ignore_errors=True)
+        shutil.copytree(result.checkpoint, ckpt)
+        with open(os.path.join(args.out, "figures.json"), "w") as f:
+            json.dump(fig, f, indent=1)
+        png = os.path.join(args.out, "meshrcnn_training.png")
+        render_comparison(ckpt, f"{tmp}/eval", png)
+        print(f"wrote {ckpt}/, {args.out}/figures.json and {png} (columns: input, predicted mesh, ground truth)")
 
 
 if __name__ == "__main__":
