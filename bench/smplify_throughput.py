@@ -15,14 +15,27 @@ and the load average are printed too. The baseline may run on the first ``--base
 videos only; dl3d is then also timed on those same frames, so the ratio always compares equal work.
 
     python bench/smplify_throughput.py [--videos 4] [--frames 64] [--preset fast] [--rounds 3] [--threads 1,0]
+
+``--rev REV`` compares instead this checkout's fit with the fit of git revision REV (its ``dl3d/``
+exported by ``git archive`` to a temporary folder) for every preset in ``--presets``: each round
+runs one child process per side, alternating, on the same frames (written once, by this checkout),
+one torch thread, and each side keeps its best time; prints frames/s (wall and CPU), PA-MPJPE and
+the ratio per preset. Shard-like frames: the default preset's schedule before/after the fused step
+(issue 11) was measured with
+
+    python bench/smplify_throughput.py --rev adc17bb --presets default,fast --videos 2 --frames 250 --rounds 5
 """
 
 from __future__ import annotations
 
 import argparse
 import ast
+import json
 import os
+import pickle
+import subprocess
 import sys
+import tempfile
 import time
 from dataclasses import replace
 from pathlib import Path
@@ -121,6 +134,64 @@ def report(best: dict[str, tuple], batches: dict[str, dict]) -> None:
           f"on {os.cpu_count()} cores")
 
 
+_CHILD = """
+import json, pickle, sys, time
+sys.path.insert(0, sys.argv[1])
+import numpy as np, torch
+torch.set_num_threads(1)
+from dl3d.body.joints_kernel import build_points_kernel
+from dl3d.fitting import SMPLIFY_PRESETS, fit_smplify
+from dl3d.metrics import pa_mpjpe
+with open(sys.argv[2], "rb") as f:
+    arrays, b = pickle.load(f)
+kernel = build_points_kernel(arrays)
+cfg = SMPLIFY_PRESETS[sys.argv[3]]
+fit = lambda: fit_smplify(kernel, b["keypoints"], "body25", b["track_index"], b["frame"], b["focal"],
+                          b["principal_point"], cfg)
+fit()
+best = None
+for _ in range(int(sys.argv[4])):
+    wall, cpu = time.perf_counter(), time.process_time()
+    result = fit()
+    wall, cpu = time.perf_counter() - wall, time.process_time() - cpu
+    best = (wall, cpu) if best is None or wall < best[0] else best
+pa = float(np.mean(pa_mpjpe(result.joints3d, b["joints3d"])) * 1000)
+print(json.dumps({"wall": best[0], "cpu": best[1], "pa_mm": pa, "dl3d": sys.modules["dl3d"].__file__}))
+"""
+
+
+def compare_revisions(rev: str, presets: list[str], arrays: dict, batch: dict, rounds: int, reps: int) -> None:
+    """This checkout against git revision ``rev``, one child process per side and round (alternating)."""
+    root = Path(__file__).resolve().parents[1]
+    with tempfile.TemporaryDirectory() as tmp:
+        old = Path(tmp) / "rev"
+        old.mkdir()
+        archive = subprocess.run(["git", "-C", str(root), "archive", rev, "dl3d"], check=True, capture_output=True)
+        subprocess.run(["tar", "-x", "-C", str(old)], input=archive.stdout, check=True)
+        data = Path(tmp) / "batch.pkl"
+        data.write_bytes(pickle.dumps((arrays, batch)))
+        sides = {rev: str(old), "this checkout": str(root)}
+        frames = len(batch["frame"])
+        print(f"  {'preset':<10}{'code':<15}{'frames/s':>10}{'cpu frames/s':>14}{'PA-MPJPE mm':>13}")
+        for preset in presets:
+            best: dict[str, dict] = {}
+            for _ in range(rounds):
+                for name, path in sides.items():
+                    out = subprocess.run([sys.executable, "-c", _CHILD, path, str(data), preset, str(reps)],
+                                         check=True, capture_output=True, text=True)
+                    got = json.loads(out.stdout.strip().splitlines()[-1])
+                    assert got["dl3d"].startswith(path), f"{name} imported {got['dl3d']}"
+                    if name not in best or got["wall"] < best[name]["wall"]:
+                        best[name] = got
+            for name in sides:
+                r = best[name]
+                print(f"  {preset:<10}{name:<15}{frames / r['wall']:>10.1f}{frames / r['cpu']:>14.1f}{r['pa_mm']:>13.2f}")
+            new, ref = best["this checkout"], best[rev]
+            print(f"  {preset}: this checkout / {rev} frames/s: {ref['wall'] / new['wall']:.2f}x wall "
+                  f"({ref['cpu'] / new['cpu']:.2f}x cpu); PA-MPJPE {new['pa_mm'] - ref['pa_mm']:+.2f} mm; "
+                  f"load average {os.getloadavg()[0]:.1f} on {os.cpu_count()} cores")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--videos", type=int, default=4)
@@ -133,6 +204,9 @@ def main() -> None:
     parser.add_argument("--threads", default="1,0",
                         help="comma-separated torch thread counts to measure (0: torch's default, one per core)")
     parser.add_argument("--device", default="cpu")
+    parser.add_argument("--rev", default="", help="compare this checkout with this git revision instead of smplx")
+    parser.add_argument("--presets", default="default,fast", help="--rev: comma-separated presets to compare")
+    parser.add_argument("--reps", type=int, default=1, help="--rev: timed fits per child process (best kept)")
     args = parser.parse_args()
     device = torch.device(args.device)
     arrays = plain_arrays(make_procedural_body_model(num_betas=10, seed=0))
@@ -142,6 +216,11 @@ def main() -> None:
     cfg = replace(SMPLIFY_PRESETS[args.preset], **overrides)
     videos = [make_keypoint_video(arrays, KeypointVideoSpec(frames=args.frames, seed=s)) for s in range(args.videos)]
     batches = {"full": stack_videos(videos), "sub": stack_videos(videos[:args.baseline_videos or args.videos])}
+    if args.rev:
+        print(f"torch {torch.__version__}; procedural body model (NOT SMPL); {args.videos} videos x {args.frames} "
+              f"frames in one batch; 1 torch thread; {args.rounds} rounds x {args.reps} fits, best kept")
+        compare_revisions(args.rev, args.presets.split(","), arrays, batches["full"], args.rounds, args.reps)
+        return
     print(f"torch {torch.__version__}, smplx 0.1.28, device {device}; procedural body model (NOT SMPL); "
           f"{args.videos} videos x {args.frames} frames; preset {args.preset!r} {' '.join(args.set)}: stages "
           f"{cfg.stage_iters}, camera {cfg.camera_iters}, warm start {cfg.warm_start} (keyframe stride "

@@ -5,8 +5,8 @@
 bookkeeping of about a hundred small ops (tiny batched 3x4 @ 4x4 products, zero-filled gradient
 buffers of slices and gathers), not on arithmetic. ``FusedPlan`` computes the same numbers:
 
-- in a component-major, rows-last layout (``(joints, 3, 4, N)``): every 3x4 @ 4x4 product of the
-  kinematic chain is one broadcast multiply and one sum over contiguous rows, not N tiny matrices;
+- in a component-major, rows-last layout (``(joints, 3, 4, N)``): each level of the kinematic chain
+  is one broadcast multiply and one sum over contiguous rows, not N tiny matrix products;
 - with a ``torch.autograd.Function`` whose backward is derived by hand (Rodrigues, the chain level
   by level in reverse, skinning, blend shapes), so the whole kernel is one node of the graph;
 - skinning only over the joints that carry weight for the selected vertices.
@@ -59,8 +59,6 @@ class FusedPlan(nn.Module):
         self.register_buffer("skin_weights", weights[:, skin].clone(), persistent=False)  # (P, S)
         self.register_buffer("cross", torch.tensor(_CROSS_T, dtype=dtype), persistent=False)
         self.register_buffer("eye9", torch.eye(3, dtype=dtype).reshape(9, 1), persistent=False)
-        self.register_buffer("bottom", torch.tensor([0.0, 0.0, 0.0, 1.0], dtype=dtype).view(1, 1, 4, 1),
-                             persistent=False)
 
     def levels(self, device: torch.device) -> list[Tensor]:
         return [getattr(self, f"level_{lv}").to(device) for lv in range(1, self.num_levels)]
@@ -79,9 +77,11 @@ def _as(t: Tensor, ref: Tensor) -> Tensor:
     return t.to(dtype=ref.dtype, device=ref.device)
 
 
-def _matmul34(a: Tensor, b: Tensor) -> Tensor:
-    """(L, 3, 4, N) @ (L, 4, 4, N) per row -> (L, 3, 4, N)."""
-    return (a.unsqueeze(3) * b.unsqueeze(1)).sum(2)
+def _compose(parent: Tensor, local: Tensor) -> Tensor:
+    """Rigid transforms ``[R | t]`` (L, 3, 4, N) composed per row: ``[R_p R_l | R_p t_l + t_p]``."""
+    out = (parent[:, :, :3].unsqueeze(3) * local.unsqueeze(1)).sum(2)
+    out[:, :, 3] += parent[:, :, 3]
+    return out
 
 
 class _FusedPoints(torch.autograd.Function):
@@ -108,15 +108,15 @@ class _FusedPoints(torch.autograd.Function):
         lin = lin.expand(-1, n)
         j_rest = lin[:3 * m].view(m, 3, n)
         j_rel = lin[3 * m:6 * m].view(m, 3, 1, n)
-        local = torch.cat([torch.cat([(rm + eye9).view(m, 3, 3, n), j_rel], 2),
-                           _as(fp.bottom, pose).expand(m, 1, 4, n)], 1)  # (M, 4, 4, N)
+        local = torch.cat([(rm + eye9).view(m, 3, 3, n), j_rel], 2)  # (M, 3, 4, N) = [R | t]
         parts = local.split(fp.level_sizes, 0)
-        world = [parts[0][:, :3]]
+        world, parents = [parts[0]], []
         slots = fp.levels(ref.device)
         for lv in range(1, fp.num_levels):
             prev = world[-1]
             parent = prev.index_select(0, slots[lv - 1]) if prev.shape[0] > 1 else prev
-            world.append(_matmul34(parent, parts[lv]))
+            parents.append(parent)
+            world.append(_compose(parent, parts[lv]))
         world_all = torch.cat(world, 0)  # (M, 3, 4, N)
         posed = world_all[:, :, 3]
         joints = posed if fp.out_identity else posed.index_select(0, fp.out_index.to(pose.device))
@@ -136,7 +136,7 @@ class _FusedPoints(torch.autograd.Function):
             ws = jr = t = v_posed = None
             points = pose.new_zeros(0, 3, n)
         ctx.fp, ctx.shapes = fp, (n, m, p, betas.shape[0])
-        ctx.saved = (rr, angle, d, sin, one_c, k, outer, q, rm, local, world, ws, jr, t, v_posed)
+        ctx.saved = (rr, angle, d, sin, one_c, k, outer, q, rm, local, parents, ws, jr, t, v_posed)
         joints_out = joints.permute(2, 0, 1) + transl.unsqueeze(1)
         points_out = points.permute(2, 0, 1) + transl.unsqueeze(1)
         return joints_out.contiguous(), points_out.contiguous()
@@ -145,7 +145,7 @@ class _FusedPoints(torch.autograd.Function):
     def backward(ctx: Any, g_joints: Tensor, g_points: Tensor) -> tuple[Tensor | None, ...]:
         fp = ctx.fp
         n, m, p, nb = ctx.shapes
-        rr, angle, d, sin, one_c, k, outer, q, rm, local, world, ws, jr, t, v_posed = ctx.saved
+        rr, angle, d, sin, one_c, k, outer, q, rm, local, parents, ws, jr, t, v_posed = ctx.saved
         ref = rr
         g_transl = g_joints.sum(1) + g_points.sum(1)
         gj = g_joints.permute(1, 2, 0)  # (M_out, 3, N)
@@ -172,7 +172,7 @@ class _FusedPoints(torch.autograd.Function):
             g_lin[6 * m:] = g_vp.reshape(3 * p, n)
             g_rm[1:] = (_as(fp.posedirs, ref) @ g_vp.reshape(3 * p, n)).view(m - 1, 9, n)
 
-        # The chain, deepest level first: world_l = parent_l @ local_l.
+        # The chain, deepest level first: world_l = parent_l o local_l.
         sizes = fp.level_sizes
         starts = [sum(sizes[:i]) for i in range(len(sizes))]
         slots = fp.levels(ref.device)
@@ -180,13 +180,12 @@ class _FusedPoints(torch.autograd.Function):
         for lv in range(fp.num_levels - 1, 0, -1):
             a, b = starts[lv], starts[lv] + sizes[lv]
             gw = g_world[a:b]  # (L, 3, 4, N)
-            prev = world[lv - 1]
-            parent = prev.index_select(0, slots[lv - 1]) if prev.shape[0] > 1 else prev
-            loc = local[a:b]  # (L, 4, 4, N)
-            g_local[a:b] = (parent[:, :, :3].unsqueeze(3) * gw.unsqueeze(2)).sum(1)  # parent_R^T gw
-            g_parent = (gw.unsqueeze(2) * loc.unsqueeze(1)).sum(3)  # gw loc^T: (L, 3, 4, N)
+            parent = parents[lv - 1]
+            g_local[a:b] = (parent[:, :, :3].unsqueeze(3) * gw.unsqueeze(2)).sum(1)  # R_p^T gw
+            g_parent = torch.cat([(gw.unsqueeze(2) * local[a:b].unsqueeze(1)).sum(3),  # gw [R_l | t_l]^T
+                                  gw[:, :, 3:]], 2)
             pa = starts[lv - 1]
-            if prev.shape[0] > 1:
+            if sizes[lv - 1] > 1:
                 g_world[pa:pa + sizes[lv - 1]].index_add_(0, slots[lv - 1], g_parent)
             else:
                 g_world[pa:pa + 1] += g_parent.sum(0, keepdim=True)

@@ -353,6 +353,12 @@ class SelectedPointsKernel(nn.Module):
         joints, points = self.fused(betas, pose, transl)
         return PointsOutput(joints=joints, points=points)
 
+    def rest_root(self, betas: Tensor) -> Tensor:
+        """(T, B) float shape coefficients -> (T, 3) float: the root joint at zero pose without
+        translation, metres (``forward(betas, 0, 0).joints[:, 0]``, which is linear in betas)."""
+        const, lin = self.full.shape_const[:3], self.full.shape_lin[:, :3]  # slot 0 is the root
+        return torch.addmm(const.to(betas), betas, lin.to(betas))
+
     def smplx_layout(self, out: PointsOutput) -> Tensor:
         """smplx's 45-joint SMPL layout, keypoint-relevant prefix: ``joints[:, :35]``.
 

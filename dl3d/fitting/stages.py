@@ -125,6 +125,8 @@ def total_loss(terms: dict[str, Tensor]) -> Tensor:
 def rest_pelvis(problem: Problem, betas: Tensor) -> Tensor:
     """(T, B) betas -> (N, 3) rest position of each row's root joint, metres (no gradient)."""
     with torch.no_grad():
+        if hasattr(problem.kernel, "rest_root"):  # SelectedPointsKernel: linear in betas, per betas row
+            return problem.kernel.rest_root(betas)[problem.beta_index]
         b = betas[problem.beta_index]
         n = b.shape[0]
         return problem.kernel(b, b.new_zeros(n, 3), b.new_zeros(n, 69)).joints[:, 0]

@@ -223,6 +223,15 @@ def test_fused_forward_backward_equal_the_autograd_path(n, shared):
         torch.testing.assert_close(got, ref, rtol=1e-10, atol=1e-10, msg=name)
 
 
+def test_rest_root_is_the_zero_pose_root(smpl_arrays):
+    kernel = build_points_kernel(smpl_arrays, VERTEX_IDS, dtype=torch.float64)
+    betas = random_inputs(4, torch.float64, seed=4)["betas"]
+    zero = torch.zeros(4, 3, dtype=torch.float64)
+    ref = kernel(betas, zero, torch.zeros(4, 69, dtype=torch.float64)).joints[:, 0]
+    torch.testing.assert_close(kernel.rest_root(betas), ref, rtol=0, atol=1e-12)
+    assert (ref - ref[:1]).abs().max() > 1e-3  # betas move the root: the comparison is not vacuous
+
+
 def test_keypoint_tables():
     assert len(BODY25_FROM_SMPL45) == 25 and len(COCO17_FROM_SMPL45) == 17
     assert BODY25_FROM_SMPL45[8] == 0  # MidHip <- pelvis
