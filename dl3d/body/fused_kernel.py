@@ -63,14 +63,16 @@ class FusedPlan(nn.Module):
     def levels(self, device: torch.device) -> list[Tensor]:
         return [getattr(self, f"level_{lv}").to(device) for lv in range(1, self.num_levels)]
 
-    def forward(self, betas: Tensor, pose: Tensor, transl: Tensor | None) -> tuple[Tensor, Tensor]:
-        """betas: (N|1, B); pose: (N, J, 3) axis-angle, radians; transl: (N, 3) metres or None.
+    def forward(self, betas: Tensor, global_orient: Tensor, body_pose: Tensor,
+                transl: Tensor | None) -> tuple[Tensor, Tensor]:
+        """betas: (N|1, B); global_orient: (N, 3), body_pose: (N, 3(J-1)) axis-angle, radians;
+        transl: (N, 3) metres or None.
 
         Returns joints (N, J, 3) and points (N, P, 3), metres (as ``_Plan.run``).
         """
         if transl is None:
-            transl = pose.new_zeros(pose.shape[0], 3)
-        return _FusedPoints.apply(self, betas, pose, transl)
+            transl = global_orient.new_zeros(global_orient.shape[0], 3)
+        return _FusedPoints.apply(self, betas, global_orient, body_pose, transl)
 
 
 def _as(t: Tensor, ref: Tensor) -> Tensor:
@@ -88,8 +90,10 @@ class _FusedPoints(torch.autograd.Function):
     """Joints and points of ``FusedPlan``; internal layout (joints, components, rows)."""
 
     @staticmethod
-    def forward(ctx: Any, fp: FusedPlan, betas: Tensor, pose: Tensor, transl: Tensor) -> tuple[Tensor, Tensor]:
-        n, m, p = pose.shape[0], fp.num_joints, fp.num_points
+    def forward(ctx: Any, fp: FusedPlan, betas: Tensor, global_orient: Tensor, body_pose: Tensor,
+                transl: Tensor) -> tuple[Tensor, Tensor]:
+        n, m, p = global_orient.shape[0], fp.num_joints, fp.num_points
+        pose = torch.cat([global_orient, body_pose], 1).view(n, m, 3)
         ref, skin = pose, fp.skin.to(pose.device)
         r = pose if fp.rot_identity else pose.index_select(1, fp.rot_index.to(pose.device))
         r = r.permute(1, 2, 0).contiguous()  # (M, 3, N)
@@ -202,13 +206,15 @@ class _FusedPoints(torch.autograd.Function):
             + ((g_outer + g_outer.transpose(1, 2)) * d.unsqueeze(1)).sum(2) + 2 * g_q * d
         g_angle = g_sin * torch.cos(angle) + g_onec * sin - (g_d * d).sum(1, keepdim=True) / angle
         g_r = g_d / angle + g_angle * rr / angle  # (M, 3, N)
-        g_pose = g_r.permute(2, 0, 1)
-        if not fp.rot_identity:
+        if fp.rot_identity:
+            g_go, g_body = g_r[0].t().contiguous(), g_r[1:].permute(2, 0, 1).reshape(n, 3 * (m - 1))
+        else:
             g_pose = torch.zeros(n, m, 3, dtype=ref.dtype, device=ref.device).index_add_(
-                1, fp.rot_index.to(ref.device), g_pose)
+                1, fp.rot_index.to(ref.device), g_r.permute(2, 0, 1))
+            g_go, g_body = g_pose[:, 0].contiguous(), g_pose[:, 1:].reshape(n, 3 * (m - 1))
         g_betas = None
         if ctx.needs_input_grad[1]:
             g_betas = (_as(fp.shape_lin, ref) @ g_lin).t()  # (N, B)
             if nb == 1 and n != 1:
                 g_betas = g_betas.sum(0, keepdim=True)
-        return None, g_betas, g_pose.contiguous(), g_transl
+        return None, g_betas, g_go, g_body, g_transl

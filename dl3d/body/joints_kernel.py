@@ -348,9 +348,8 @@ class SelectedPointsKernel(nn.Module):
         transl: (N, 3) float, metres, or None.
         Returns ``PointsOutput`` with joints (N, 24, 3) and points (N, K, 3), metres.
         """
-        n = self._check(betas, global_orient, body_pose, transl)
-        pose = torch.cat([global_orient, body_pose], dim=1).view(n, self.num_joints, 3)
-        joints, points = self.fused(betas, pose, transl)
+        self._check(betas, global_orient, body_pose, transl)
+        joints, points = self.fused(betas, global_orient, body_pose, transl)
         return PointsOutput(joints=joints, points=points)
 
     def rest_root(self, betas: Tensor) -> Tensor:
@@ -371,6 +370,13 @@ class SelectedPointsKernel(nn.Module):
                              f"got {self.num_joints} joints and vertex_ids {self.vertex_ids}")
         rows = torch.tensor(self._smplx_rows, device=out.points.device)
         return torch.cat([out.joints, out.points.index_select(1, rows)], dim=1)
+
+    def smplx_layout_index(self) -> list[int]:
+        """For each of ``smplx_layout``'s 35 points, its index in ``cat([out.joints, out.points], 1)``."""
+        if self._smplx_rows is None:
+            raise ValueError(f"expected a 24-joint kernel holding vertex_ids {list(SMPLX_EXTRA_VERTEX_IDS)}, "
+                             f"got {self.num_joints} joints and vertex_ids {self.vertex_ids}")
+        return list(range(24)) + [24 + r for r in self._smplx_rows]
 
     def keypoints(self, fmt: Literal["body25", "coco17"], betas: Tensor, global_orient: Tensor,
                   body_pose: Tensor, transl: Tensor | None = None) -> Tensor:

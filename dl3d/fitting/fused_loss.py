@@ -29,6 +29,7 @@ MIN_DEPTH = 1e-2
 class LossConstants:
     """What the objective needs that is fixed within a stage (tensors on the fitting device).
 
+    kp_index (J,) the model's keypoints in ``cat([joints, extra], 1)`` (``StageTerms``' inputs);
     xy (N, J, 2) observed pixels; data_w (N, J, 1) ``data_weight * sigma² * weight²``; focal (N,);
     principal_point (N, 2); sigma2 = sigma² (px²); bound: residual clamp, px.
     prior_l (69, K*69) the K precision Cholesky factors side by side; prior_ml (K, 69) ``mu_k L_k``;
@@ -38,6 +39,7 @@ class LossConstants:
     temporal_w (N - 2, 1, 1) ``w_temporal`` x consecutive (empty: no temporal term).
     """
 
+    kp_index: Tensor
     xy: Tensor
     data_w: Tensor
     focal: Tensor
@@ -70,14 +72,17 @@ def _mix(mix: Tensor, x: Tensor) -> Tensor:
     return (mix @ x.transpose(0, 1).reshape(b, n * 3)).reshape(-1, n, 3).transpose(0, 1)
 
 
-def loss_and_grads(c: LossConstants, joints: Tensor, kp: Tensor, pose: Tensor,
+def loss_and_grads(c: LossConstants, joints: Tensor, extra: Tensor, pose: Tensor,
                    betas: Tensor) -> tuple[Tensor, Tensor, Tensor, Tensor, Tensor]:
     """The objective (scalar) and its gradients.
 
-    joints: (N, 24, 3) camera frame, metres; kp: (N, J, 3) the model's keypoints, camera frame,
-    metres; pose: (N, 69) radians; betas: (T, B). Returns the loss (px²-weighted sum, 0-dim) and
-    its gradients with respect to joints, kp, pose and betas (same shapes).
+    joints: (N, 24, 3) camera frame, metres; extra: (N, E, 3) more model points, same frame (the
+    keypoints are ``cat([joints, extra], 1)[:, c.kp_index]``); pose: (N, 69) radians; betas: (T, B).
+    Returns the loss (px²-weighted sum, 0-dim) and its gradients with respect to joints, extra,
+    pose and betas (same shapes).
     """
+    both = torch.cat([joints, extra], 1)
+    kp = both.index_select(1, c.kp_index)
     # Reprojection: sum data_w * r² / (r² + sigma²) over clamped residuals r.
     z = kp[..., 2:3]
     zc = z.clamp_min(MIN_DEPTH)
@@ -93,7 +98,8 @@ def loss_and_grads(c: LossConstants, joints: Tensor, kp: Tensor, pose: Tensor,
     g_res = (2 * c.sigma2) * frac / den * res * inside
     g_xy = g_res * scale
     g_z = -(g_res * kp[..., :2]).sum(-1, keepdim=True) * (scale / zc) * (z >= MIN_DEPTH)
-    g_kp = torch.cat([g_xy, g_z], -1)
+    g_both = torch.zeros_like(both).index_add_(1, c.kp_index, torch.cat([g_xy, g_z], -1))
+    g_joints = g_both[:, :joints.shape[1]]
 
     # Max-mixture pose prior: min_k 0.5 |(x - mu_k) L_k|² - log c_k, every component in one product.
     n, k = pose.shape[0], c.prior_nlc.shape[0]
@@ -116,7 +122,6 @@ def loss_and_grads(c: LossConstants, joints: Tensor, kp: Tensor, pose: Tensor,
     loss = loss + (c.shape_w * betas * betas).sum()
     g_betas = 2 * c.shape_w * betas
 
-    g_joints = torch.zeros_like(joints)
     if c.reach is not None and c.interp_w > 0:
         diff = _mix(c.pair_map, joints)  # (N, P, 3) sphere centre differences
         dist = torch.sqrt((diff * diff).sum(-1) + 1e-12)
@@ -131,19 +136,19 @@ def loss_and_grads(c: LossConstants, joints: Tensor, kp: Tensor, pose: Tensor,
         g_joints[2:] += g_acc
         g_joints[1:-1] -= 2 * g_acc
         g_joints[:-2] += g_acc
-    return loss, g_joints, g_kp, g_pose, g_betas
+    return loss, g_joints, g_both[:, joints.shape[1]:], g_pose, g_betas
 
 
 class StageTerms(torch.autograd.Function):
-    """``apply(c, joints, kp, pose, betas)`` -> the scalar objective; gradients from ``loss_and_grads``."""
+    """``apply(c, joints, extra, pose, betas)`` -> the scalar objective; gradients from ``loss_and_grads``."""
 
     @staticmethod
-    def forward(ctx: Any, c: LossConstants, joints: Tensor, kp: Tensor, pose: Tensor, betas: Tensor) -> Tensor:
-        loss, *grads = loss_and_grads(c, joints, kp, pose, betas)
+    def forward(ctx: Any, c: LossConstants, joints: Tensor, extra: Tensor, pose: Tensor, betas: Tensor) -> Tensor:
+        loss, *grads = loss_and_grads(c, joints, extra, pose, betas)
         ctx.grads = grads
         return loss
 
     @staticmethod
     def backward(ctx: Any, grad: Tensor) -> tuple[Tensor | None, ...]:
-        g_joints, g_kp, g_pose, g_betas = ctx.grads
-        return None, g_joints * grad, g_kp * grad, g_pose * grad, g_betas * grad
+        g_joints, g_extra, g_pose, g_betas = ctx.grads
+        return None, g_joints * grad, g_extra * grad, g_pose * grad, g_betas * grad

@@ -144,8 +144,12 @@ def _constants(problem: Problem, betas: Tensor, w: StageWeights, reach: Tensor |
     prior_l, prior_ml = prior_factors(prior.means.to(problem.xy), prior.prec_chol.to(problem.xy))
     count = torch.bincount(problem.beta_index, minlength=betas.shape[0]).to(betas.dtype)[:, None]
     spheres = problem.spheres
+    if hasattr(problem.kernel, "smplx_layout_index"):  # keypoints gathered from [joints | points]
+        kp_index = torch.tensor(problem.kernel.smplx_layout_index(), device=dev)[problem.fmt_index]
+    else:  # any other body model: from [joints | smplx_layout]
+        kp_index = 24 + problem.fmt_index
     return LossConstants(
-        xy=problem.xy, data_w=(problem.data_weight * problem.sigma ** 2 * problem.weight ** 2)[..., None],
+        kp_index=kp_index, xy=problem.xy, data_w=(problem.data_weight * problem.sigma ** 2 * problem.weight ** 2)[..., None],
         focal=problem.focal, principal_point=problem.principal_point, sigma2=problem.sigma ** 2,
         bound=MAX_RESIDUAL_SIGMAS * problem.sigma,  # as gmof: no overflow to inf, then NaN
         prior_l=prior_l, prior_ml=prior_ml, prior_nlc=prior.neg_log_c.to(problem.xy), pose_w2=w.pose ** 2,
@@ -163,11 +167,12 @@ def stage_loss(problem: Problem, c: LossConstants, betas: Tensor, global_orient:
     """The scalar objective of ``total_loss(evaluate(...))``: the body model, then every term and its
     gradient as one autograd node (``fused_loss.StageTerms``; it runs every Adam step, and at a few
     hundred rows per-op overhead is most of the cost). ``c.reach`` None: radii from the current joints."""
-    out = problem.kernel(betas[problem.beta_index], global_orient, body_pose, transl)
-    kp = problem.kernel.smplx_layout(out).index_select(1, problem.fmt_index)
+    kernel = problem.kernel
+    out = kernel(betas[problem.beta_index], global_orient, body_pose, transl)
+    extra = out.points if hasattr(kernel, "smplx_layout_index") else kernel.smplx_layout(out)
     if c.reach is None and c.interp_w > 0:
         c = replace(c, reach=problem.spheres.pair_reach(out.joints))
-    return StageTerms.apply(c, out.joints, kp, body_pose, betas)
+    return StageTerms.apply(c, out.joints, extra, body_pose, betas)
 
 
 def run_stage(problem: Problem, params: Params, w: StageWeights, iters: int, lr: float,

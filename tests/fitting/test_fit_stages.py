@@ -6,8 +6,9 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
+from torch import nn
 
-from dl3d.body.joints_kernel import build_points_kernel
+from dl3d.body.joints_kernel import PointsOutput, build_points_kernel
 from dl3d.fitting.interpenetration import sphere_body
 from dl3d.fitting.priors import GmmPosePrior, builtin_pose_prior
 from dl3d.fitting.stages import Problem, StageWeights, _constants, evaluate, stage_loss, total_loss
@@ -22,8 +23,25 @@ def _gmm3() -> GmmPosePrior:
     return GmmPosePrior(rng.normal(0, 0.2, (3, 69)), 0.05 * (a @ a.transpose(0, 2, 1) + np.eye(69)), [0.2, 0.3, 0.5])
 
 
+class _AutogradKernel(nn.Module):
+    """The kernel's plain-autograd path behind the generic body-model interface (forward and
+    smplx_layout only, as a wrapper around smplx's SMPL would offer)."""
+
+    def __init__(self, kernel) -> None:
+        super().__init__()
+        self.kernel, self.num_betas = kernel, kernel.num_betas
+
+    def forward(self, betas, global_orient, body_pose, transl=None) -> PointsOutput:
+        pose = torch.cat([global_orient, body_pose], 1).view(-1, 24, 3)
+        return PointsOutput(*self.kernel.full.run(betas, pose, transl))
+
+    def smplx_layout(self, out: PointsOutput) -> torch.Tensor:
+        return self.kernel.smplx_layout(out)
+
+
 def _problem(kernel, prior, dtype, sigma=50.0):
-    b = stack_videos([make_keypoint_video(kernel, KeypointVideoSpec(frames=6, seed=s)) for s in (0, 1)])
+    b = stack_videos([make_keypoint_video(getattr(kernel, "kernel", kernel), KeypointVideoSpec(frames=6, seed=s))
+                      for s in (0, 1)])
     t = lambda x: torch.as_tensor(x, dtype=dtype)  # noqa: E731
     xy = t(b["keypoints"][..., :2])
     xy[0, 3] = 1e9  # a corrupt detection: its residual is clamped (no gradient), as gmof does
@@ -41,9 +59,10 @@ def _problem(kernel, prior, dtype, sigma=50.0):
 
 @pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
 @pytest.mark.parametrize("prior", [builtin_pose_prior(), _gmm3()], ids=["one_component", "three_components"])
-@pytest.mark.parametrize("temporal", [1e3, 0.0])
-def test_stage_loss_matches_evaluate(body_arrays, prior, dtype, temporal):
+@pytest.mark.parametrize("temporal, generic", [(1e3, False), (0.0, False), (1e3, True)])
+def test_stage_loss_matches_evaluate(body_arrays, prior, dtype, temporal, generic):
     kernel = build_points_kernel(body_arrays, dtype=dtype)
+    kernel = _AutogradKernel(kernel) if generic else kernel
     problem, params = _problem(kernel, prior, dtype)
     w = StageWeights(pose=4.0, shape=3.0, bending=5.0, interpenetration=1e4, temporal=temporal)
 
