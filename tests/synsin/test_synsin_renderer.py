@@ -234,3 +234,29 @@ def test_renderer_shape_errors():
         r(feats, torch.ones(2, 1, 4, 4), K, T)
     with pytest.raises(ValueError, match="points_per_pixel must be in"):
         PointRenderer(radius=0.05, points_per_pixel=151)
+
+
+def test_true_depth_warps_multiview_source_onto_its_target():
+    """End to end conventions on real generated data: ``dl3d data make multiview``'s poses, as
+    ``decode_batch`` turns them into ``rel_pose``, and the renderer's true depth warp the source onto the
+    target. Measured on this room (8 pairs, 32 px, 2-px splats, holes filled from the source): warp
+    21.9 dB vs copy 17.3 dB; the inverse motion (a wrong pose convention) 17.0 dB."""
+    from dl3d.synsin.config import SYNSIN_PRESETS
+    from dl3d.synsin.family import decode_batch
+    from dl3d.synthetic.multiview import MultiviewSpec, multiview_table, render_scene
+
+    spec = MultiviewSpec(scenes=1, pairs_per_scene=8, image_size=32, shards=1, seed=0)
+    batch = decode_batch(multiview_table([0], spec), SYNSIN_PRESETS["cpu-small"], torch.device("cpu"))
+    depth = render_scene(0, spec).views.depth[0::2, None]
+    renderer = PointRenderer(radius=px(2, 32), points_per_pixel=8)
+
+    def warp_psnr(rel_pose):
+        out = renderer(batch["src_img"], depth, batch["K"], rel_pose)
+        cov = out["coverage"]
+        img = torch.where(cov > 0.05, out["features"] / cov.clamp_min(1e-6), batch["src_img"])
+        return psnr(img.clamp(0, 1), batch["tgt_img"]).mean().item()
+
+    copy = psnr(batch["src_img"], batch["tgt_img"]).mean().item()
+    right, wrong = warp_psnr(batch["rel_pose"]), warp_psnr(torch.linalg.inv(batch["rel_pose"]))
+    assert right > copy + 3.0, (right, copy)
+    assert wrong < right - 3.0, (wrong, right)
