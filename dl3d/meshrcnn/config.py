@@ -181,11 +181,11 @@ MESHRCNN_PRESETS: dict[str, MeshRCNNConfig] = {
                            lr=0.02, weight_decay=1e-4, warmup_iters=1000, warmup_factor=0.1, roi_batch_size=64),
     # Learns on 2 CPU cores in minutes: 64 px images, a small CNN, 24^3 voxels, narrow refiner, fewer samples.
     # Its schedule spends the CPU where it pays: a voxel-only step costs ~1/10 of a full one (no refinement
-    # of ~600-vertex cubified meshes), so the first 2000 steps train the voxels alone, with the mesh losses
+    # of ~600-vertex cubified meshes), so the first 1000 steps train the voxels alone, with the mesh losses
     # of the dummy tetrahedra weighted 0 (the refiner then starts from the identity on real cubified meshes
     # instead of from offsets learnt on random tetrahedra), and the remaining steps train everything.
     "cpu-small": MeshRCNNConfig(arch="voxmesh", backbone="small", image_size=64, voxel_size=24, voxel_conv_dim=64,
-                                voxel_convs=2, voxel_only_iters=2000, voxel_only_mesh_weight=0.0,
+                                voxel_convs=2, voxel_only_iters=1000, voxel_only_mesh_weight=0.0,
                                 graph_convs=2, graph_conv_dim=64,
                                 num_samples=1000, chamfer_weight=1.0, normal_weight=0.0, edge_weight=0.2,
                                 stage_reduction="mean", optimizer="adam", lr=1e-3, warmup_iters=20),
