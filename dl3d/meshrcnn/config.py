@@ -123,8 +123,8 @@ class MeshRCNNConfig:
             raise ValueError(f"cubify_threshold must be in (0, 1), got {self.cubify_threshold}")
         if not 0 < self.z_near < self.z_far:
             raise ValueError(f"need 0 < z_near < z_far (metres), got {self.z_near}, {self.z_far}")
-        for name in ("voxel_loss_weight", "voxel_only_mesh_weight", "chamfer_weight", "normal_weight", "edge_weight", "z_loss_weight",
-                     "z_smooth_l1_beta", "gt_coord_thresh", "weight_decay", "skip_loss_factor", "box_score_thresh"):
+        for name in ("voxel_loss_weight", "voxel_only_mesh_weight", "chamfer_weight", "normal_weight", "edge_weight",
+                     "z_loss_weight", "z_smooth_l1_beta", "gt_coord_thresh", "weight_decay", "skip_loss_factor", "box_score_thresh"):
             if not getattr(self, name) >= 0:
                 raise ValueError(f"{name} must be >= 0, got {getattr(self, name)}")
         if not self.lr > 0:
@@ -180,9 +180,9 @@ MESHRCNN_PRESETS: dict[str, MeshRCNNConfig] = {
                            gt_coord_thresh=5.0, num_classes=9, min_size=800, max_size=1333, optimizer="sgd",
                            lr=0.02, weight_decay=1e-4, warmup_iters=1000, warmup_factor=0.1, roi_batch_size=64),
     # Learns on 2 CPU cores in minutes: 64 px images, a small CNN, 24^3 voxels, narrow refiner, fewer samples.
-    # Its schedule spends the CPU where it pays: a voxel-only step costs ~1/10 of a full one (no refinement
-    # of ~600-vertex cubified meshes), so the first 1000 steps train the voxels alone, with the mesh losses
-    # of the dummy tetrahedra weighted 0 (the refiner then starts from the identity on real cubified meshes
+    # Its schedule: a voxel-only step costs under half of a full one (no refinement of ~600-vertex cubified
+    # meshes; 1/10 while the untrained voxels fill the grid), so the first 1000 steps train the voxels alone,
+    # with the mesh losses of the dummy tetrahedra weighted 0 (the refiner then starts from the identity on real cubified meshes
     # instead of from offsets learnt on random tetrahedra), and the remaining steps train everything.
     "cpu-small": MeshRCNNConfig(arch="voxmesh", backbone="small", image_size=64, voxel_size=24, voxel_conv_dim=64,
                                 voxel_convs=2, voxel_only_iters=1000, voxel_only_mesh_weight=0.0,
