@@ -21,6 +21,7 @@ from typing import Any
 
 import torch
 from torch import Tensor, nn
+from torch.autograd.function import once_differentiable
 
 __all__ = ["FusedPlan"]
 
@@ -146,6 +147,7 @@ class _FusedPoints(torch.autograd.Function):
         return joints_out.contiguous(), points_out.contiguous()
 
     @staticmethod
+    @once_differentiable  # the hand-written backward is not itself differentiable: double backward raises
     def backward(ctx: Any, g_joints: Tensor, g_points: Tensor) -> tuple[Tensor | None, ...]:
         fp = ctx.fp
         n, m, p, nb = ctx.shapes

@@ -16,6 +16,7 @@ from typing import Any
 
 import torch
 from torch import Tensor
+from torch.autograd.function import once_differentiable
 
 from dl3d.fitting.objective import MAX_RESIDUAL_SIGMAS
 
@@ -149,6 +150,7 @@ class StageTerms(torch.autograd.Function):
         return loss
 
     @staticmethod
+    @once_differentiable  # the hand-written backward is not itself differentiable: double backward raises
     def backward(ctx: Any, grad: Tensor) -> tuple[Tensor | None, ...]:
         g_joints, g_extra, g_pose, g_betas = ctx.grads
         return None, g_joints * grad, g_extra * grad, g_pose * grad, g_betas * grad
