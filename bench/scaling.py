@@ -69,7 +69,7 @@ def phase_table(report) -> str:
         lines.append(f"  {label:<34}{s:>10.2f}{'':>12}{s / wall:>8.1%}")
     for w in report.workers:
         lines.append(f"  worker pid {w.get('pid')}: {w['shards']} shards, start {w.get('start_s', 0):.2f} s "
-                     f"(model load {w.get('setup_s', 0):.2f} s), busy {w.get('busy_s', 0):.2f} s, "
+                     f"(of it __init__: torch import and model load {w.get('setup_s', 0):.2f} s), busy {w.get('busy_s', 0):.2f} s, "
                      f"idle {w.get('idle_s', 0):.2f} s, tail {w.get('tail_s', 0):.2f} s")
     return "\n".join(lines)
 
