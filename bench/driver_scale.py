@@ -92,7 +92,7 @@ def main() -> None:
         runner_mod.ShardLedger = CountingLedger
 
         t_ray = time.perf_counter()
-        ray.init(num_cpus=args.workers, include_dashboard=False, logging_level="ERROR")
+        ray.init(address="local", num_cpus=args.workers, include_dashboard=False, logging_level="ERROR")
         print(f"local Ray with {args.workers} logical CPUs on {os.cpu_count()} cores: {time.perf_counter() - t_ray:.1f} s; "
               f"driver RSS {rss_mb():.0f} MB with the {args.shards} shards listed")
         peak = [0.0]

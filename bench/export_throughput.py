@@ -42,7 +42,7 @@ def main() -> None:
         if args.ray_address:
             ray.init(address=args.ray_address)
         else:
-            ray.init(num_cpus=max(args.workers, 1), include_dashboard=False)
+            ray.init(address="local", num_cpus=max(args.workers, 1), include_dashboard=False)
         cfg = SmplExportConfig(model=model, vertices=args.vertices, meshes=args.meshes)
         worker_scaling(SmplExportWorker, cfg, params, f"{tmp}/out", args.workers, "frames")
         ray.shutdown()

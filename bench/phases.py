@@ -58,7 +58,7 @@ def main() -> None:
         write_smpl_params_dataset(params, SmplParamsSpec(videos=args.export_shards,
                                                          frames=args.export_frames // args.export_shards,
                                                          shards=args.export_shards))
-        ray.init(num_cpus=max(args.workers, 1), include_dashboard=False)
+        ray.init(address="local", num_cpus=max(args.workers, 1), include_dashboard=False)
         runner = RunnerConfig(workers=args.workers, cpus_per_worker=1, progress=False)
         for name, worker, cfg, src in (
                 ("smpl fit (default preset)", SmplFitWorker, SmplFitConfig(model=model, meshes=args.meshes), keypoints),
