@@ -333,7 +333,7 @@ def test_a_shard_clears_its_own_partial_files_and_inspect_ignores_them(tmp_path)
 
 # -- 9. unusable outputs: a sentence and exit 2 before Ray starts --------------------------------
 
-def test_unusable_outputs_are_refused_before_ray_starts(params_input, body_model_path, tmp_path, capsys,
+def test_unusable_outputs_are_refused_before_ray_starts(own_ray, params_input, body_model_path, tmp_path, capsys,
                                                         monkeypatch):
     import ray
 
