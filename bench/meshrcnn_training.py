@@ -108,7 +108,7 @@ def main() -> None:
         write_shapes_dataset(f"{tmp}/train", ShapesSpec(images=args.images, image_size=64, shards=4, seed=0))
         write_shapes_dataset(f"{tmp}/eval", ShapesSpec(images=args.eval_images, image_size=64, shards=1, seed=1))
         print(f"data: {time.perf_counter() - t0:.1f} s", flush=True)
-        ray.init(num_cpus=max(4, args.workers + 2), include_dashboard=False)
+        ray.init(address="local", num_cpus=max(4, args.workers + 2), include_dashboard=False)
         t0, steps, result = time.perf_counter(), 0, None
         while (steps < args.steps) if args.steps is not None else (time.perf_counter() - t0 < args.minutes * 60):
             steps = args.steps if args.steps is not None else steps + args.chunk

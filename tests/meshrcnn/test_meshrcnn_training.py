@@ -6,34 +6,28 @@ from __future__ import annotations
 import math
 
 import pytest
-import ray
 
 pytestmark = pytest.mark.slow
 
 
-def test_rcnn_preset_trains_with_ddp_on_two_workers_through_the_driver(tmp_path):
+def test_rcnn_preset_trains_with_ddp_on_two_workers_through_the_driver(local_ray, tmp_path):
     from dl3d.jobs.train import TrainConfig, run_training
     from dl3d.synthetic.shapes import KINDS, ShapesSpec, write_shapes_dataset
+    from dl3d.train.family import get_family
 
     write_shapes_dataset(str(tmp_path / "shapes"), ShapesSpec(images=6, image_size=64, shards=3, seed=3,
                                                               max_objects=2))
     small = dict(min_size=64, max_size=64, num_classes=len(KINDS), roi_batch_size=8, num_samples=500,
                  eval_samples=1000, box_score_thresh=0.2)
-    ray.init(num_cpus=4, include_dashboard=False)
-    try:
-        from dl3d.train.family import get_family
-
-        cfg = get_family("meshrcnn").config("rcnn", **small)
-        train = dict(data=str(tmp_path / "shapes"), storage=str(tmp_path / "runs"), batch_size=2, workers=2,
-                     eval_every=2, eval_batches=1, checkpoint_every=2, log_every=0)
-        result = run_training("meshrcnn", TrainConfig(steps=2, **train), cfg)
-        assert result.workers == 2 and result.final_step == 2 and result.checkpoint
-        last = result.metrics[-1]
-        for key in ("classifier", "mask", "z", "voxel", "chamfer", "normal", "edge", "total", "eval_f1@0.3",
-                    "eval_sphere_f1@0.3", "eval_mesh_ap"):
-            assert key in last and math.isfinite(float(last[key])), (key, last)
-        assert float(last["skipped"]) == 0.0
-        again = run_training("meshrcnn", TrainConfig(steps=3, **{**train, "eval_every": 0}), cfg)
-        assert again.start_step == 2 and again.final_step == 3, "a re-run resumes from the step-2 checkpoint"
-    finally:
-        ray.shutdown()
+    cfg = get_family("meshrcnn").config("rcnn", **small)
+    train = dict(data=str(tmp_path / "shapes"), storage=str(tmp_path / "runs"), batch_size=2, workers=2,
+                 eval_every=2, eval_batches=1, checkpoint_every=2, log_every=0)
+    result = run_training("meshrcnn", TrainConfig(steps=2, **train), cfg)
+    assert result.workers == 2 and result.final_step == 2 and result.checkpoint
+    last = result.metrics[-1]
+    for key in ("classifier", "mask", "z", "voxel", "chamfer", "normal", "edge", "total", "eval_f1@0.3",
+                "eval_sphere_f1@0.3", "eval_mesh_ap"):
+        assert key in last and math.isfinite(float(last[key])), (key, last)
+    assert float(last["skipped"]) == 0.0
+    again = run_training("meshrcnn", TrainConfig(steps=3, **{**train, "eval_every": 0}), cfg)
+    assert again.start_step == 2 and again.final_step == 3, "a re-run resumes from the step-2 checkpoint"
