@@ -19,21 +19,11 @@ sys.path.insert(0, SUPPORT)
 os.environ["PYTHONPATH"] = os.pathsep.join(p for p in (SUPPORT, os.environ.get("PYTHONPATH", "")) if p)
 
 
-LONGEST_FILES = ("synsin/test_synsin_training.py", "train/test_driver.py", "meshrcnn/test_meshrcnn_training.py")
-"""The files that took longest in ``make test`` (its ``--durations`` list): they start first."""
-
-
 def pytest_collection_modifyitems(config, items):
-    """The longest files first, then the other files holding slow tests (the order is otherwise kept):
-    under ``make test``'s two pytest-xdist workers (``--dist loadfile``) the long files then start at once
-    instead of being the tail of the run."""
+    """Files holding slow tests run first (the order is otherwise kept): under ``make test``'s two
+    pytest-xdist workers (``--dist loadfile``) the long files then start at once, not at the end."""
     slow_files = {item.path for item in items if item.get_closest_marker("slow")}
-
-    def rank(item) -> tuple[int, int]:
-        longest = [i for i, name in enumerate(LONGEST_FILES) if item.path.as_posix().endswith(name)]
-        return (0, longest[0]) if longest else (1 if item.path in slow_files else 2, 0)
-
-    items.sort(key=rank)
+    items.sort(key=lambda item: item.path not in slow_files)
 
 
 @pytest.fixture(scope="session")
