@@ -72,42 +72,15 @@ class SmplJobWorker(ShardWorker):
         return paths
 
     def _mesh_encoder(self, fmt: str):
-        """(V, 3) float vertices -> file bytes with ``self.faces``: binary PLY straight from numpy (the bytes
-        ``dl3d.mesh.encode_mesh`` writes, header and face block built once), OBJ through ``encode_mesh``."""
+        """(V, 3) float vertices -> file bytes with ``self.faces``: binary PLY from one ``PlyEncoder`` (the face
+        block built once per worker), OBJ through ``encode_mesh``."""
+        import torch
+
+        from dl3d.mesh import PlyEncoder, encode_mesh
+
         if fmt == "ply":
             if getattr(self, "_ply", None) is None:
                 self._ply = PlyEncoder(np.asarray(self.faces))
             return self._ply
-        import torch
-
-        from dl3d.mesh import encode_mesh
 
         return lambda v: encode_mesh(torch.from_numpy(np.ascontiguousarray(v)), self.faces, fmt)
-
-
-class PlyEncoder:
-    """Binary little-endian PLY of meshes that share one face list: header ``element vertex V`` (float x, y,
-    z), ``element face F`` (``list uchar int vertex_index``); byte for byte what pytorch3d's ``save_ply``
-    writes, about a thousand times faster (no per-face Python work)."""
-
-    def __init__(self, faces: np.ndarray):
-        """faces: (F, 3) int vertex indices, counter-clockwise seen from outside."""
-        faces = np.asarray(faces)
-        if faces.ndim != 2 or faces.shape[1] != 3:
-            raise ValueError(f"expected faces of shape (F, 3), got {tuple(faces.shape)}")
-        block = np.empty(len(faces), np.dtype([("n", "u1"), ("v", "<i4", (3,))]))
-        block["n"], block["v"] = 3, faces
-        self.face_bytes = block.tobytes()
-        self.num_faces = len(faces)
-
-    def __call__(self, verts: np.ndarray) -> bytes:
-        """verts: (V, 3) float, metres. Returns the file's bytes."""
-        verts = np.asarray(verts)
-        if verts.ndim != 2 or verts.shape[1] != 3:
-            raise ValueError(f"expected verts of shape (V, 3), got {tuple(verts.shape)}")
-        header = ("ply\nformat binary_little_endian 1.0\n"
-                  f"element vertex {len(verts)}\nproperty float x\nproperty float y\nproperty float z\n")
-        if len(verts) == 0:  # as pytorch3d: no vertices, no face element
-            return (header + "end_header\n").encode("ascii")
-        header += f"element face {self.num_faces}\nproperty list uchar int vertex_index\nend_header\n"
-        return header.encode("ascii") + np.ascontiguousarray(verts, dtype="<f4").tobytes() + self.face_bytes

@@ -1,5 +1,5 @@
 """Mesh encoding: PLY (binary, default) and OBJ bytes from vertex/face arrays."""
 
-from dl3d.mesh.io import MESH_FORMATS, encode_mesh
+from dl3d.mesh.io import MESH_FORMATS, PlyEncoder, encode_mesh
 
-__all__ = ["MESH_FORMATS", "encode_mesh"]
+__all__ = ["MESH_FORMATS", "PlyEncoder", "encode_mesh"]

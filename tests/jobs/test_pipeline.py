@@ -237,19 +237,28 @@ def test_worker_totals_give_idle_and_tail_seconds():
 
 @pytest.mark.parametrize("verts", [(6890, 0), (5, 1), (0, 2), (3, -1)], ids=["body", "tiny", "no-verts", "no-faces"])
 def test_the_ply_encoder_writes_pytorch3ds_bytes(verts, body_model_path):
-    """Meshes are encoded in the write stage from numpy; the bytes equal dl3d.mesh.encode_mesh's (pytorch3d)."""
+    """Meshes are encoded from numpy (dl3d.mesh.PlyEncoder, behind encode_mesh); the bytes equal pytorch3d's
+    save_ply."""
+    import io
+    import warnings
+
     import numpy as np
     import torch
+    from pytorch3d.io import save_ply
 
     from dl3d.body import read_body_model_arrays
-    from dl3d.mesh import encode_mesh
-    from dl3d.workers.smpl_common import PlyEncoder
+    from dl3d.mesh import PlyEncoder, encode_mesh
 
     n, seed = verts
     rng = np.random.default_rng(abs(seed))
     faces = np.asarray(read_body_model_arrays(body_model_path)["f"], np.int64) if n == 6890 else \
         rng.integers(0, max(n, 1), (7 if seed >= 0 else 0, 3))
     v = rng.normal(size=(n, 3)).astype(np.float32)
-    assert PlyEncoder(faces)(v) == encode_mesh(torch.from_numpy(v), torch.from_numpy(faces), "ply")
+    buf = io.BytesIO()
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # pytorch3d warns about empty vertices
+        save_ply(buf, torch.from_numpy(v), torch.from_numpy(faces), ascii=False)
+    assert PlyEncoder(faces)(v) == buf.getvalue()
+    assert encode_mesh(torch.from_numpy(v), torch.from_numpy(faces), "ply") == buf.getvalue()
     with pytest.raises(ValueError, match=r"expected verts of shape \(V, 3\), got \(4, 2\)"):
         PlyEncoder(faces)(np.zeros((4, 2)))
