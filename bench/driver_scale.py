@@ -26,6 +26,7 @@ os.environ.setdefault("RAY_AUTH_MODE", "disabled")
 import ray  # noqa: E402
 
 import dl3d.jobs.runner as runner_mod  # noqa: E402
+from dl3d.jobs.ray_env import ensure_ray  # noqa: E402
 from dl3d.data import JobOutput, Shard  # noqa: E402
 from dl3d.jobs.job_report import ShardLedger  # noqa: E402
 from dl3d.jobs.runner import RunnerConfig, run_shards  # noqa: E402
@@ -93,7 +94,7 @@ def main() -> None:
         runner_mod.ShardLedger = CountingLedger
 
         t_ray = time.perf_counter()
-        ray.init(address="local", num_cpus=args.workers, include_dashboard=False, logging_level="ERROR")
+        ensure_ray(num_cpus=args.workers)
         print(f"local Ray with {args.workers} logical CPUs on {os.cpu_count()} cores: {time.perf_counter() - t_ray:.1f} s; "
               f"driver RSS {rss_mb():.0f} MB with the {args.shards} shards listed")
         peak = [0.0]

@@ -18,6 +18,7 @@ os.environ.setdefault("RAY_AUTH_MODE", "disabled")
 
 import ray  # noqa: E402
 
+from dl3d.jobs.ray_env import ensure_ray  # noqa: E402
 from dl3d.body import make_procedural_body_model, write_body_model  # noqa: E402
 from scaling import worker_scaling  # noqa: E402  (bench/scaling.py)
 from dl3d.synthetic.smpl_params import SmplParamsSpec, write_smpl_params_dataset  # noqa: E402
@@ -39,10 +40,7 @@ def main() -> None:
         params = f"{tmp}/params"
         write_smpl_params_dataset(params, SmplParamsSpec(videos=args.shards, frames=args.frames // args.shards,
                                                          shards=args.shards))
-        if args.ray_address:
-            ray.init(address=args.ray_address)
-        else:
-            ray.init(address="local", num_cpus=max(args.workers, 1), include_dashboard=False)
+        ensure_ray(args.ray_address, num_cpus=max(args.workers, 1))
         cfg = SmplExportConfig(model=model, vertices=args.vertices, meshes=args.meshes)
         worker_scaling(SmplExportWorker, cfg, params, f"{tmp}/out", args.workers, "frames")
         ray.shutdown()

@@ -49,6 +49,7 @@ import numpy as np  # noqa: E402
 import torch  # noqa: E402
 import torch.nn.functional as F  # noqa: E402
 
+from dl3d.jobs.ray_env import ensure_ray  # noqa: E402
 from dl3d.data import list_shards, read_table  # noqa: E402
 from dl3d.data.view_tables import IMAGES  # noqa: E402
 from dl3d.giraffe.family import GIRAFFE_FAMILY, decode_batch, eval_generator, evaluate_set  # noqa: E402
@@ -228,15 +229,6 @@ def _grid(rows: list[torch.Tensor], path: str) -> None:
                                                                   Image.Resampling.NEAREST).save(path)
 
 
-def _quiet_ray(cpus: int) -> None:
-    """A local Ray as quiet as the CLI's (``dl3d.jobs.console``): Ray's chatter stays in its log files."""
-    import ray
-
-    from dl3d.jobs.console import ray_init_kwargs
-
-    ray.init(address="local", num_cpus=cpus, include_dashboard=False, **ray_init_kwargs(local=True))
-
-
 def train(args, data: str) -> tuple[str, int, float]:
     """Train (or resume) ``OUT/runs/bench`` to ``--steps``; returns (latest checkpoint, steps, seconds)."""
     import ray
@@ -244,7 +236,7 @@ def train(args, data: str) -> tuple[str, int, float]:
     from dl3d.jobs.console import console_filter
     from dl3d.jobs.train import TrainConfig, run_training
 
-    _quiet_ray(int(args.cpus_per_worker) + 2)
+    ensure_ray(num_cpus=int(args.cpus_per_worker) + 2)  # as quiet as the CLI's: Ray's chatter stays in its logs
     t0 = time.perf_counter()
     steps, result = 0, None
     with console_filter():

@@ -22,6 +22,7 @@ import pyarrow as pa  # noqa: E402
 import ray  # noqa: E402
 import torch  # noqa: E402
 
+from dl3d.jobs.ray_env import ensure_ray  # noqa: E402
 from dl3d.data import DatasetWriter, tensor_to_arrow  # noqa: E402
 from dl3d.data.images import encode_png  # noqa: E402
 from dl3d.data.view_tables import IMAGES  # noqa: E402
@@ -63,10 +64,7 @@ def main() -> None:
             torch.manual_seed(0)
             ckpt = f"{tmp}/model.pt"
             torch.save(meshrcnn_checkpoint(build_meshrcnn(cfg), cfg, categories=list(KINDS)), ckpt)
-        if args.ray_address:
-            ray.init(address=args.ray_address)
-        else:
-            ray.init(address="local", num_cpus=max(args.workers, 1) + 1, include_dashboard=False)
+        ensure_ray(args.ray_address, num_cpus=max(args.workers, 1) + 1)
         job = MeshRCNNReconstructConfig(checkpoint=ckpt, score_threshold=0.5)
         worker_scaling(MeshRCNNReconstructWorker, job, f"{tmp}/imgs", f"{tmp}/out", args.workers, "images",
                        count=lambda report: args.images, detail=lambda report: f" ({report.rows} rows)", digits=2)

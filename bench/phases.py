@@ -26,6 +26,7 @@ import ray  # noqa: E402
 
 from scaling import idle_share, make_body_model, make_fit_input, phase_table  # noqa: E402  (bench/scaling.py)
 import dl3d.jobs.runner as runner_mod  # noqa: E402
+from dl3d.jobs.ray_env import ensure_ray  # noqa: E402
 from dl3d.jobs.runner import RunnerConfig, run_shards  # noqa: E402
 from dl3d.synthetic.smpl_params import SmplParamsSpec, write_smpl_params_dataset  # noqa: E402
 from dl3d.workers.smpl_config import SmplExportConfig, SmplFitConfig  # noqa: E402
@@ -58,7 +59,7 @@ def main() -> None:
         write_smpl_params_dataset(params, SmplParamsSpec(videos=args.export_shards,
                                                          frames=args.export_frames // args.export_shards,
                                                          shards=args.export_shards))
-        ray.init(address="local", num_cpus=max(args.workers, 1), include_dashboard=False)
+        ensure_ray(num_cpus=max(args.workers, 1))
         runner = RunnerConfig(workers=args.workers, cpus_per_worker=1, progress=False)
         for name, worker, cfg, src in (
                 ("smpl fit (default preset)", SmplFitWorker, SmplFitConfig(model=model, meshes=args.meshes), keypoints),

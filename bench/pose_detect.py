@@ -22,6 +22,7 @@ os.environ.setdefault("RAY_AUTH_MODE", "disabled")
 
 import ray  # noqa: E402
 
+from dl3d.jobs.ray_env import ensure_ray  # noqa: E402
 from dl3d.body import make_procedural_body_model  # noqa: E402
 from scaling import worker_scaling  # noqa: E402  (bench/scaling.py)
 from dl3d.video.clip_spec import BodyClipSpec  # noqa: E402
@@ -64,10 +65,7 @@ def main() -> None:
         base = n / (time.perf_counter() - t0)
         print(f"no Ray, one detector: {n} frames ({found} with a person) at {base:.0f} frames/s (decode + detect)")
 
-        if args.ray_address:
-            ray.init(address=args.ray_address)
-        else:
-            ray.init(address="local", num_cpus=max(args.workers, 1), include_dashboard=False)
+        ensure_ray(args.ray_address, num_cpus=max(args.workers, 1))
         rates = worker_scaling(PoseDetectWorker, PoseDetectConfig(), f"{tmp}/videos", f"{tmp}/out", args.workers,
                                "frames", detail=lambda report: f" (rows {report.row_status})")
         print(f"1 worker / no Ray: {rates[1] / base:.2f}x")

@@ -10,7 +10,7 @@ from dl3d.data.fs import s3_env
 
 
 
-def ensure_ray(address: str | None = None) -> str:
+def ensure_ray(address: str | None = None, *, num_cpus: int | None = None) -> str:
     """Initialise Ray once per process and return a description of where it runs.
 
     With ``address`` (or ``RAY_ADDRESS``) the driver joins that cluster; otherwise it starts an
@@ -19,6 +19,7 @@ def ensure_ray(address: str | None = None) -> str:
     (written by ``ray start`` and by ``ray.cluster_utils.Cluster``, and left behind when they die), so a
     job run without ``--ray-address`` on a machine where someone once ran ``ray start`` would land on that
     cluster, or hang on a dead one. ``address="local"`` always starts the embedded Ray.
+    ``num_cpus``: logical CPUs of the embedded Ray (default: the machine's); ignored on a cluster.
     """
     if ray.is_initialized():
         return "existing Ray session"
@@ -28,6 +29,8 @@ def ensure_ray(address: str | None = None) -> str:
     kwargs = dict(address=address or "local", **ray_init_kwargs(local=address is None))  # quiet unless --verbose
     if address is None:
         kwargs["include_dashboard"] = False
+        if num_cpus is not None:
+            kwargs["num_cpus"] = int(num_cpus)
     ray.init(**kwargs)
     return f"Ray cluster at {address}" if address else "embedded local Ray"
 
