@@ -1,8 +1,9 @@
 """SynSin as a model family of the training driver (``dl3d train synsin``), on ``view_pairs`` datasets.
 
 Two players: the generator (feature net, depth net, point renderer, refinement net) and the
-multi-scale discriminator, each with its own Adam (the paper's learning rates and betas). One
-training step is a generator update then a discriminator update, as the official code does.
+multi-scale discriminator, each with its own Adam (the config's learning rates and betas, scaled each
+step by its ``lr_schedule``). One training step is a generator update then a discriminator update,
+as the official code does.
 Evaluation reports L1, PSNR and SSIM of the synthesised target view, and the PSNR of the baseline
 that copies the source image (a model must beat it to be worth anything).
 """
@@ -88,8 +89,14 @@ def _models(modules: Modules, cfg: SynSinConfig, device: torch.device) -> dict[s
 
 def train_step(modules: Modules, optimizers: Optimizers, batch: Batch, step: int, cfg: SynSinConfig) -> dict[str, float]:
     models = _models(modules, cfg, batch["src_img"].device)
+    factor = cfg.lr_factor(step)  # set from the step every time, so a resumed run follows the same schedule
+    base = {"generator": cfg.lr_generator, "discriminator": cfg.lr_discriminator}
+    for name, optimizer in optimizers.items():
+        for group in optimizer.param_groups:
+            group["lr"] = base[name] * factor
     g_losses, out = synsin_generator_step(models, batch, optimizer=optimizers["generator"])
     metrics = {f"g_{k}": float(v) for k, v in g_losses.items()}
+    metrics["lr_factor"] = factor
     if "discriminator" in optimizers:
         d_losses = synsin_discriminator_step(models, out["pred"].detach(), batch["tgt_img"],
                                              optimizer=optimizers["discriminator"])

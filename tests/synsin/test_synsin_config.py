@@ -24,6 +24,7 @@ def test_paper_preset_holds_the_official_values():
     assert cfg.gan_mode == "hinge" and (cfg.disc_scales, cfg.disc_layers, cfg.disc_width) == (2, 4, 64)
     assert (cfg.lr_generator, cfg.lr_discriminator, cfg.adam_beta1, cfg.adam_beta2) == (5e-4, 2e-3, 0.0, 0.9)
     assert cfg.perceptual_weights is None and not cfg.perceptual_enabled
+    assert cfg.lr_schedule == "none" and cfg.lr_factor(1) == cfg.lr_factor(10**6) == 1.0  # constant rates
     assert (SYNSIN_PRESETS["realestate256"].min_depth, SYNSIN_PRESETS["realestate256"].max_depth) == (1.0, 100.0)
 
 
@@ -90,6 +91,9 @@ def test_every_preset_builds_and_cpu_small_runs():
     ({"adam_beta2": 1.0}, r"adam_beta2 must be in \[0, 1\), got 1.0"),
     ({"refine_downsamples": -1}, r"refine_downsamples must be an integer >= 0, got -1"),
     ({"perceptual_weights": "  "}, r"perceptual_weights must be a file path or None, got an empty string"),
+    ({"lr_schedule": "step"}, r"lr_schedule must be one of none, cosine; got 'step'"),
+    ({"lr_decay_steps": -1}, r"lr_decay_steps must be an integer >= 0, got -1"),
+    ({"lr_schedule": "cosine"}, r"lr_schedule 'cosine' needs lr_decay_steps >= 1 \(the run's length in steps\), got 0"),
 ])
 def test_config_validation_messages(changes, message):
     with pytest.raises(ValueError, match=message):
@@ -107,3 +111,28 @@ def test_config_fields_generate_cli_options():
     assert cfg == SynSinConfig(radius=0.1, spectral_norm=False, perceptual_weights="/w/vgg19.pth",
                                accumulation="wsumnorm")
     assert cfg.perceptual_enabled
+
+
+def test_cosine_schedule_factors_and_the_family_step_applies_them():
+    cfg = SYNSIN_PRESETS["cpu-small"].replace(lr_schedule="cosine", lr_decay_steps=4)
+    # (1 + cos(pi * (step - 1) / 4)) / 2 for steps 1..5, then held at 0
+    expected = [1.0, 0.8535534, 0.5, 0.1464466, 0.0, 0.0]
+    assert [cfg.lr_factor(s) for s in (1, 2, 3, 4, 5, 50)] == pytest.approx(expected, abs=1e-6)
+    from dl3d.synsin.family import SYNSIN_FAMILY
+
+    modules = SYNSIN_FAMILY.build(cfg)
+    optimizers = SYNSIN_FAMILY.make_optimizers(modules, cfg)
+    K = torch.tensor([[[32.0, 0, 16], [0, 32.0, 16], [0, 0, 1]]]).repeat(2, 1, 1)
+    batch = {"src_img": torch.rand(2, 3, 32, 32), "tgt_img": torch.rand(2, 3, 32, 32), "K": K,
+             "rel_pose": torch.eye(4).repeat(2, 1, 1)}
+    before = [p.detach().clone() for p in modules["generator"].parameters()]
+    metrics = SYNSIN_FAMILY.train_step(modules, optimizers, batch, 3, cfg)  # e.g. the first step after a resume
+    assert metrics["lr_factor"] == pytest.approx(0.5)
+    assert optimizers["generator"].param_groups[0]["lr"] == pytest.approx(cfg.lr_generator * 0.5)
+    moved = sum(float((p - b).abs().max()) > 0 for p, b in zip(modules["generator"].parameters(), before))
+    assert moved > 0
+    SYNSIN_FAMILY.train_step(modules, optimizers, batch, 5, cfg)  # past the decay: rate 0, no update
+    frozen = [p.detach().clone() for p in modules["generator"].parameters()]
+    SYNSIN_FAMILY.train_step(modules, optimizers, batch, 6, cfg)
+    assert optimizers["generator"].param_groups[0]["lr"] == 0.0
+    assert all(torch.equal(p, f) for p, f in zip(modules["generator"].parameters(), frozen))

@@ -46,7 +46,7 @@ def _pair(n: int = 2) -> dict[str, torch.Tensor]:
 
 
 def test_forward_shapes_and_ranges():
-    models = _build()
+    models = _build(CFG.replace(radius=0.125))  # 2-px splats: the coverage bounds below are for them
     g = models["generator"]
     batch = _pair()
     out = g(batch["src_img"], batch["K"], batch["rel_pose"])

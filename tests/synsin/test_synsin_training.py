@@ -22,10 +22,11 @@ FULL_RUN_PRESETS = ("cpu-small", "paper256")
 """Presets run end to end; every other preset is one of these with other config values."""
 VALUE_VARIANTS = {"realestate256": ("paper256", {"min_depth": 1.0, "max_depth": 100.0}),
                   "cpu-small-gan": ("cpu-small", {"gan_weight": 1.0, "feature_matching_weight": 10.0,
-                                                  "lr_generator": 5e-4, "adam_beta1": 0.0, "adam_beta2": 0.9})}
+                                                  "lr_generator": 5e-4, "adam_beta1": 0.0, "adam_beta2": 0.9,
+                                                  "lr_schedule": "none", "lr_decay_steps": 0})}
 """preset -> (the preset it is a variant of, the values that differ). The depth range is covered by
 test_synsin_config's depth-mapping test, the GAN terms by the DDP test below (and paper256's run), the
-paper's optimiser values by test_synsin_config."""
+paper's optimiser values and the constant-rate schedule by test_synsin_config."""
 
 
 def _train_on_multiview(tmp_path, spec: dict, **train: object):
