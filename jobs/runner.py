@@ -42,10 +42,13 @@ from dl3d.jobs.job_report import JobReport, ShardLedger, ShardOutcome, WorkerTot
 from dl3d.jobs.placement import plan_workers
 from dl3d.jobs.ray_env import cluster_cpus, cluster_gpus, ensure_ray, worker_runtime_env
 from dl3d.jobs.runner_config import RunnerConfig  # noqa: F401  (defined apart so the CLI needs no Ray)
-from dl3d.workers.base import ShardResult, ShardTask, ShardWorker
+from dl3d.workers.base import ShardTask, ShardWorker
 
 IN_FLIGHT_PER_WORKER = 2
-"""Shards handed to each worker at once: one it works on, one waiting (or, for a staged worker, being read)."""
+"""Calls handed to each worker at once: one it works on, one waiting (or, for a staged worker, being read)."""
+MAX_BATCH = 16
+"""Most shards in one call: small shards go to a worker in batches (``ShardWorker.process_batch``) so that Ray's
+cost per call (about a millisecond of driver and worker CPU) is paid per batch; see :class:`_Batcher`."""
 
 VERSIONED_PACKAGES = ("dl3d", "torch", "easypytorch3d", "smplx", "ray", "pyarrow", "fsspec", "s3fs", "numpy")
 
@@ -237,12 +240,16 @@ def _dispatch(todo: list[Shard], actors: list, output_url: str, run_id: str, max
     with unlimited retries comes back, so a retry never lands on a worker that is still down. When a
     worker dies with two shards in it, the attempt is charged to the older one (the one it was working
     on); the other is put back uncharged, once per shard (a shard that kills its worker again is charged).
+    Small shards travel in batches (:class:`_Batcher`): each is still committed, recorded and retried on
+    its own; when a worker that held a batch dies, nothing in it is charged, and the batch's shards go
+    one per call from then on (so a shard that kills workers is found and charged as above).
     """
     out, ledger, bar, report, lease, clock = books.out, books.ledger, books.bar, books.report, books.lease, books.clock
     queue: deque[tuple[Shard, int]] = deque((s, 1) for s in todo)
+    batcher = _Batcher(len(actors) * IN_FLIGHT_PER_WORKER)
     slots = deque(a for _ in range(IN_FLIGHT_PER_WORKER) for a in actors)  # one entry per free place in a worker
     created = {a._actor_id: time.time() for a in actors}
-    inflight: dict[ray.ObjectRef, tuple[Shard, int, Any]] = {}
+    inflight: dict[ray.ObjectRef, tuple[list[tuple[Shard, int]], Any]] = {}  # ref -> its (shard, attempt)s, actor
     order: dict[Any, deque[ray.ObjectRef]] = {a._actor_id: deque() for a in actors}  # each worker's refs, oldest first
     verdict: dict[ray.ObjectRef, bool] = {}  # refs of a worker that died: charged an attempt or not
     spared: set[int] = set()  # shards put back uncharged once already
@@ -257,10 +264,11 @@ def _dispatch(todo: list[Shard], actors: list, output_url: str, run_id: str, max
             if not inflight:
                 break
         while queue and slots:
-            shard, attempt = queue.popleft()
+            items = batcher.take(queue)
             actor = slots.popleft()
-            ref = actor.process.remote(ShardTask(shard, output_url, attempt, run_id))
-            inflight[ref] = (shard, attempt, actor)
+            tasks = [ShardTask(shard, output_url, attempt, run_id) for shard, attempt in items]
+            ref = actor.process.remote(tasks[0]) if len(tasks) == 1 else actor.process_batch.remote(tasks)
+            inflight[ref] = (items, actor)
             order[actor._actor_id].append(ref)
         clock.lap("dispatch")
         waiting = list(inflight) + list(recovering)
@@ -278,51 +286,95 @@ def _dispatch(todo: list[Shard], actors: list, output_url: str, run_id: str, max
                 except ray.exceptions.RayError as exc:  # gone for good (e.g. its node left and no other fits it)
                     bar.write(f"a worker could not be restarted and is dropped: {_last_line(str(exc))}")
                 continue
-            shard, attempt, actor = inflight.pop(ref)
+            items, actor = inflight.pop(ref)
             mine = order[actor._actor_id]
+            failed: list[tuple[Shard, int, str]] = []
             try:
-                result: ShardResult = got[ref] if ref in got else ray.get(ref)
+                got_ref = got[ref] if ref in got else ray.get(ref)
             except ray.exceptions.RayActorError as exc:
-                if ref not in verdict:  # the first of this death's refs: the oldest in the worker is charged
-                    verdict.update((r, i == 0) for i, r in enumerate(mine))
+                if ref not in verdict:  # the first of this death's refs: the oldest in the worker is charged,
+                    # none when it held a batch (which of its shards killed it is unknown)
+                    batch = len(items) > 1 or any(len(inflight[r][0]) > 1 for r in mine if r in inflight)
+                    verdict.update((r, i == 0 and not batch) for i, r in enumerate(mine))
                     slots = deque(a for a in slots if a._actor_id != actor._actor_id)
                     recovering[actor.info.options(max_task_retries=-1).remote()] = actor
                 charged = verdict.pop(ref)
                 mine.remove(ref)
+                if len(items) > 1:  # which shard of the batch killed it is unknown: each goes back, uncharged, alone
+                    batcher.single.update(shard.index for shard, _ in items)
+                    queue.extendleft(reversed(items))
+                    continue
+                shard, attempt = items[0]
                 if not charged and shard.index not in spared:
                     spared.add(shard.index)  # once per shard: one that keeps killing workers is charged after
                     queue.appendleft((shard, attempt))
                     continue
-                error = f"worker died while processing the shard (attempt {attempt}): {exc}"
+                failed.append((shard, attempt, f"worker died while processing the shard (attempt {attempt}): {exc}"))
             except ray.exceptions.RayTaskError as exc:
                 mine.remove(ref)
                 verdict.pop(ref, None)
                 slots.append(actor)
-                error = f"attempt {attempt}: {exc}"
+                failed.extend((shard, attempt, f"attempt {attempt}: {exc}") for shard, attempt in items)
             else:
                 mine.remove(ref)
                 verdict.pop(ref, None)
                 slots.append(actor)
-                books.totals.add(result.worker, result.rows, result.phases, time.time(),
-                                 created.get(actor._actor_id))
-                if result.status == "ok":
-                    ledger.record(ShardOutcome(shard.index, "ok", result.rows, result.seconds, attempt,
-                                               worker=result.worker, row_status=dict(result.row_status or {})))
-                    progress.add(result.rows)
+                for (shard, attempt), result in zip(items, got_ref if len(items) > 1 else [got_ref]):
+                    if result.status == "error":
+                        failed.append((shard, attempt, f"attempt {attempt}: {result.error}"))
+                        continue
+                    books.totals.add(result.worker, result.rows, result.phases, time.time(),
+                                     created.get(actor._actor_id))
+                    if result.status == "ok":
+                        batcher.observe(result.seconds)
+                        ledger.record(ShardOutcome(shard.index, "ok", result.rows, result.seconds, attempt,
+                                                   worker=result.worker, row_status=dict(result.row_status or {})))
+                        progress.add(result.rows)
+                    else:
+                        _fail(out, shard, "bad_input", attempt, result.error, ledger, result.worker, report)
+                        progress.add(0)
+            for shard, attempt, error in reversed(failed):
+                if attempt < max_attempts:
+                    bar.write(f"part-{shard.index:05d}: attempt {attempt} failed, retrying: {_last_line(error)}")
+                    queue.appendleft((shard, attempt + 1))
                 else:
-                    _fail(out, shard, "bad_input", attempt, result.error, ledger, result.worker, report)
+                    _fail(out, shard, "failed", attempt, error, ledger, {}, report)
                     progress.add(0)
-                continue
-            if attempt < max_attempts:
-                bar.write(f"part-{shard.index:05d}: attempt {attempt} failed, retrying: {_last_line(error)}")
-                queue.appendleft((shard, attempt + 1))
-            else:
-                _fail(out, shard, "failed", attempt, error, ledger, {}, report)
-                progress.add(0)
         clock.lap("dispatch")
     progress.flush()
     for shard, attempt in queue:  # every worker is gone
         _fail(out, shard, "failed", attempt - 1, "no live worker left to run the shard", ledger, {}, report)
+
+
+class _Batcher:
+    """How many shards the next call takes. One, until the shards turn out small: once the mean of the
+    committed shards' seconds is under ``small_s``, a call takes enough of them to last about ``small_s``
+    (at most :data:`MAX_BATCH`), and never more than the queue shared out four times over the ``slots``
+    (so the job still ends evenly). Shards that were in a batch when its worker died go alone (``single``),
+    so that the one that killed it is found and charged as any other."""
+
+    def __init__(self, slots: int, small_s: float = 0.1):
+        self.slots, self.small_s = max(1, slots), small_s
+        self.mean_s: float | None = None
+        self.single: set[int] = set()
+
+    def observe(self, seconds: float) -> None:
+        self.mean_s = seconds if self.mean_s is None else 0.9 * self.mean_s + 0.1 * seconds
+
+    def size(self, queued: int) -> int:
+        if self.mean_s is None or self.mean_s >= self.small_s:
+            return 1
+        return max(1, min(MAX_BATCH, int(self.small_s / max(self.mean_s, 1e-6)), queued // (4 * self.slots)))
+
+    def take(self, queue: deque) -> list[tuple[Shard, int]]:
+        """Pop the next call's (shard, attempt)s off the front of ``queue`` (not empty)."""
+        items = [queue.popleft()]
+        if items[0][0].index in self.single:
+            return items
+        n = self.size(len(queue) + 1)
+        while len(items) < n and queue and queue[0][0].index not in self.single:
+            items.append(queue.popleft())
+        return items
 
 
 def _get_all(refs: list) -> dict:

@@ -46,7 +46,8 @@ class ShardResult:
     """What a worker returns for one shard."""
 
     index: int
-    status: Literal["ok", "bad_input"]
+    status: Literal["ok", "bad_input", "error"]
+    """``error``: the shard raised (only from :meth:`ShardWorker.process_batch`; ``process`` raises instead)."""
     rows: int = 0
     seconds: float = 0.0
     error: str | None = None
@@ -161,6 +162,8 @@ class ShardWorker:
         self._whole = threading.Lock()
         self._activity = _Activity()
         self._calls = threading.local()
+        self._info: dict[str, Any] | None = None
+        self._outputs: dict[str, JobOutput] = {}
         self.setup()
         self._ready = time.time()
         self._setup_s = self._ready - started
@@ -227,7 +230,18 @@ class ShardWorker:
                     phases[name] += time.perf_counter() - t1
 
     def info(self) -> dict[str, Any]:
-        return worker_info(self.device)
+        """Where this worker runs (:func:`worker_info`); it does not change, so it is asked once."""
+        if self._info is None:
+            self._info = worker_info(self.device)
+        return dict(self._info)
+
+    def _output(self, url: str) -> JobOutput:
+        """One ``JobOutput`` per output URL for the worker's life (resolving the filesystem costs more than a
+        small shard's commit)."""
+        out = self._outputs.get(url)
+        if out is None:
+            out = self._outputs[url] = JobOutput(url)
+        return out
 
     def _timing(self) -> dict[str, Any]:
         """When the worker was ready (epoch seconds), how long ``__init__`` took (model load), and its
@@ -241,7 +255,7 @@ class ShardWorker:
         phases = dict.fromkeys((*PHASES, "wait"), 0.0)
         self._calls.phases = phases
         t0 = time.perf_counter()
-        out = JobOutput(task.output_url)
+        out = self._output(task.output_url)
         staged = self.staged()
         try:
             with (nullcontext() if staged else self._timed(self._whole, phases)):
@@ -263,9 +277,22 @@ class ShardWorker:
                         phases["commit"] += time.perf_counter() - t_commit
         finally:
             self._calls.phases = None
+            row_status = out.row_status.pop(task.shard.index, {})
         return ShardResult(task.shard.index, "ok", rows=rows, seconds=time.perf_counter() - t0,
-                           worker=self.info() | self._timing(), row_status=out.row_status.get(task.shard.index, {}),
-                           phases=_rounded(phases))
+                           worker=self.info() | self._timing(), row_status=row_status, phases=_rounded(phases))
+
+    def process_batch(self, tasks: list[ShardTask]) -> list[ShardResult]:
+        """:meth:`process` on each task in turn, in one call (the runner batches small shards so that Ray's
+        per-call cost is paid once per batch). Each shard is still committed on its own; one that raises
+        comes back as status ``error`` with its traceback, and the others go on."""
+        results = []
+        for task in tasks:
+            try:
+                results.append(self.process(task))
+            except Exception as exc:  # noqa: BLE001 - reported per shard; the runner retries it
+                results.append(ShardResult(task.shard.index, "error", error=format_exception(exc),
+                                           worker=self.info() | self._timing()))
+        return results
 
     def _run_whole(self, task: ShardTask, out: JobOutput, phases: dict[str, float]) -> int:
         """A worker that is not staged: its ``run_shard`` timed as ``compute`` (less what stages inside it timed)."""

@@ -1,0 +1,49 @@
+"""A worker whose shards cost almost nothing (imported by Ray workers through PYTHONPATH, see conftest):
+it reads nothing and writes a one-row part per shard, so the runner's own cost per shard shows."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+
+import pyarrow as pa
+
+from dl3d.workers.base import ShardWorker
+
+
+@dataclass
+class TinyConfig:
+    """Nothing to configure."""
+
+
+class TinyWorker(ShardWorker):
+    """Staged; ``write_shard`` writes ``part-NNNNN.parquet`` with the single row ``{"index": N}``."""
+
+    config_cls = TinyConfig
+
+    @staticmethod
+    def pick_device():
+        return "cpu"
+
+    def read_shard(self, task):
+        return None
+
+    def compute_shard(self, task, data):
+        return task.shard.index
+
+    def write_shard(self, task, out, result):
+        out.write_part(task.shard.index, pa.table({"index": [result]}))
+        return 1
+
+
+def dies_once(worker_cls: type, shard: int, flag: str) -> type:
+    """A subclass of ``worker_cls`` whose process exits at shard ``shard`` the first time any worker meets
+    it (``flag``: a file that records that it did); built at run time, so Ray pickles it by value."""
+
+    def compute_shard(self, task, data):
+        if task.shard.index == shard and not os.path.exists(flag):
+            open(flag, "w").close()
+            os._exit(17)
+        return worker_cls.compute_shard(self, task, data)
+
+    return type(f"DiesOnce{worker_cls.__name__}", (worker_cls,), {"compute_shard": compute_shard})
