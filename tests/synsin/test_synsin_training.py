@@ -51,17 +51,20 @@ def test_every_preset_is_a_full_run_preset_or_a_value_variant_of_one():
 
 @pytest.mark.parametrize("preset", FULL_RUN_PRESETS)
 def test_preset_trains_end_to_end_for_one_cpu_step(preset, local_ray, tmp_path):
-    """One step of the preset through the driver (Ray Train, Ray Data, checkpoint, evaluation) on
-    multiview data rendered at the preset's resolution, batch 1: a 256x256 step of the paper's
-    networks (K = 128 points per pixel) takes one to two minutes on 2 CPU cores."""
+    """One step of the preset through the driver (Ray Train, Ray Data, checkpoint; evaluation for the small
+    preset: the paper's networks run the same forward in the step) on multiview data rendered at the
+    preset's resolution, batch 1: a 256x256 step of the paper's networks (K = 128 points per pixel)
+    takes about half a minute on one CPU core (pytorch3d's CPU point rasterizer, 11 s a pass, is most of it)."""
     cfg = SYNSIN_PRESETS[preset]
+    evaluate = preset == "cpu-small"
     result = _train_on_multiview(tmp_path, dict(scenes=2, pairs_per_scene=2, image_size=cfg.image_height, shards=2,
                                                 seed=2),
-                                 preset=preset, steps=1, batch_size=1, workers=1, eval_every=1, eval_batches=1,
-                                 checkpoint_every=1)
+                                 preset=preset, steps=1, batch_size=1, workers=1, eval_every=1 if evaluate else 0,
+                                 eval_batches=1, checkpoint_every=1)
     assert result.final_step == 1 and result.checkpoint
     last = result.metrics[-1]
-    assert np.isfinite(float(last["g_l1"])) and np.isfinite(float(last["eval_psnr"])), last
+    assert np.isfinite(float(last["g_l1"])), last
+    assert ("eval_psnr" in last) == evaluate and (not evaluate or np.isfinite(float(last["eval_psnr"]))), last
     assert ("d_total" in last) == cfg.uses_discriminator
 
 
