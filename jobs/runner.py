@@ -138,7 +138,8 @@ def _run_leased(job: str, worker_cls: type[ShardWorker], worker_config: Any, inp
             actors = [actor_cls.remote(worker_config, num_threads=int(runner.cpus_per_worker)) for _ in range(n_workers)]
             try:
                 _dispatch(todo, actors, output_url, run_id, runner.max_attempts,
-                          _Books(out, ledger, totals, bar, report, lease, clock))
+                          _Books(out, ledger, totals, bar, report, lease, clock),
+                          fuse_shards=worker_cls.fuse_shards if worker_cls.staged() else 1)
             finally:
                 for a in actors:
                     ray.kill(a)
@@ -230,7 +231,8 @@ def _raise_interrupt(signum, frame):
     raise KeyboardInterrupt(f"signal {signum}")
 
 
-def _dispatch(todo: list[Shard], actors: list, output_url: str, run_id: str, max_attempts: int, books: _Books) -> None:
+def _dispatch(todo: list[Shard], actors: list, output_url: str, run_id: str, max_attempts: int, books: _Books,
+              fuse_shards: int = 1) -> None:
     """Keep ``IN_FLIGHT_PER_WORKER`` shards in every live worker until each shard is committed or has
     failed ``max_attempts`` times.
 
@@ -246,7 +248,7 @@ def _dispatch(todo: list[Shard], actors: list, output_url: str, run_id: str, max
     """
     out, ledger, bar, report, lease, clock = books.out, books.ledger, books.bar, books.report, books.lease, books.clock
     queue: deque[tuple[Shard, int]] = deque((s, 1) for s in todo)
-    batcher = _Batcher(len(actors) * IN_FLIGHT_PER_WORKER)
+    batcher = _Batcher(len(actors) * IN_FLIGHT_PER_WORKER, fuse=fuse_shards, total=len(todo))
     slots = deque(a for _ in range(IN_FLIGHT_PER_WORKER) for a in actors)  # one entry per free place in a worker
     created = {a._actor_id: time.time() for a in actors}
     inflight: dict[ray.ObjectRef, tuple[list[tuple[Shard, int]], Any]] = {}  # ref -> its (shard, attempt)s, actor
@@ -350,11 +352,14 @@ class _Batcher:
     """How many shards the next call takes. One, until the shards turn out small: once the mean of the
     committed shards' seconds is under ``small_s``, a call takes enough of them to last about ``small_s``
     (at most :data:`MAX_BATCH`), and never more than the queue shared out four times over the ``slots``
-    (so the job still ends evenly). Shards that were in a batch when its worker died go alone (``single``),
-    so that the one that killed it is found and charged as any other."""
+    (so the job still ends evenly). A worker that fuses shards (``ShardWorker.fuse_shards``) gets that
+    many per call from the start, fewer when the job has under one such call per slot (``total``: the
+    shards to run). Shards that were in a batch when its worker died go alone (``single``), so that the
+    one that killed it is found and charged as any other."""
 
-    def __init__(self, slots: int, small_s: float = 0.1):
+    def __init__(self, slots: int, small_s: float = 0.1, fuse: int = 1, total: int = 0):
         self.slots, self.small_s = max(1, slots), small_s
+        self.fuse = max(1, min(fuse, total // self.slots))
         self.mean_s: float | None = None
         self.single: set[int] = set()
 
@@ -363,8 +368,9 @@ class _Batcher:
 
     def size(self, queued: int) -> int:
         if self.mean_s is None or self.mean_s >= self.small_s:
-            return 1
-        return max(1, min(MAX_BATCH, int(self.small_s / max(self.mean_s, 1e-6)), queued // (4 * self.slots)))
+            return self.fuse
+        small = min(MAX_BATCH, int(self.small_s / max(self.mean_s, 1e-6)), queued // (4 * self.slots))
+        return max(1, self.fuse, small)
 
     def take(self, queue: deque) -> list[tuple[Shard, int]]:
         """Pop the next call's (shard, attempt)s off the front of ``queue`` (not empty)."""

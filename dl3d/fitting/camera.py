@@ -20,6 +20,7 @@ import torch
 from pytorch3d.transforms import axis_angle_to_matrix, euler_angles_to_matrix
 from torch import Tensor
 
+from dl3d.fitting.adam import FusedAdam
 from dl3d.fitting.objective import gmof, project_points
 from dl3d.keypoints.formats import FORMATS, get_format
 
@@ -182,7 +183,7 @@ def fit_camera(model_keypoints: Tensor, keypoints: Tensor, weight: Tensor, focal
     delta = torch.zeros_like(transl0, requires_grad=True)
     transl = transl0.detach().clone().requires_grad_(True)
     depth0 = transl0[:, 2].detach()
-    opt = torch.optim.Adam([delta, transl], lr=lr, fused=True)
+    opt = FusedAdam([delta, transl], lr=lr)
 
     def data_loss() -> Tensor:
         rot = axis_angle_to_matrix(delta) @ rot0
@@ -191,7 +192,7 @@ def fit_camera(model_keypoints: Tensor, keypoints: Tensor, weight: Tensor, focal
         return (weight * weight * res).sum(-1)
 
     for _ in range(iters):
-        opt.zero_grad(set_to_none=True)
+        opt.zero_grad()
         loss = data_loss() + depth_weight * (transl[:, 2] - depth0) ** 2
         loss.sum().backward()
         opt.step()

@@ -18,6 +18,7 @@ import torch
 from pytorch3d.transforms import axis_angle_to_matrix, matrix_to_axis_angle
 from torch import Tensor, nn
 
+from dl3d.fitting.adam import FusedAdam
 from dl3d.fitting.fused_loss import LossConstants, StageTerms, prior_factors
 from dl3d.fitting.interpenetration import SphereBody
 from dl3d.fitting.objective import MAX_RESIDUAL_SIGMAS, project_points, reprojection_term, second_difference_term
@@ -189,7 +190,7 @@ def run_stage(problem: Problem, params: Params, w: StageWeights, iters: int, lr:
     transl = transl0.detach().clone().requires_grad_(True)
     pose = params.body_pose.detach().clone().requires_grad_(True)
     betas = params.betas.detach().clone().requires_grad_(fit_shape)
-    opt = torch.optim.Adam([go, transl, pose] + ([betas] if fit_shape else []), lr=lr, fused=True)
+    opt = FusedAdam([go, transl, pose] + ([betas] if fit_shape else []), lr=lr)
     reach = None
     if w.interpenetration > 0 and problem.spheres is not None:
         with torch.no_grad():  # bone lengths, hence sphere radii, hardly change within a stage
@@ -197,10 +198,10 @@ def run_stage(problem: Problem, params: Params, w: StageWeights, iters: int, lr:
             reach = problem.spheres.pair_reach(joints)
     consts = _constants(problem, betas, w, reach)
     for it in range(iters):
-        opt.param_groups[0]["lr"] = lr * (1.0 - 0.9 * it / max(iters - 1, 1))
-        opt.zero_grad(set_to_none=True)
+        opt.lr = lr * (1.0 - 0.9 * it / max(iters - 1, 1))
+        opt.zero_grad()
         stage_loss(problem, consts, betas, go, pose, transl).backward()
-        for p in opt.param_groups[0]["params"]:  # a row gone non-finite must not poison its track's shared
+        for p in opt.params:  # a row gone non-finite must not poison its track's shared
             p.grad.nan_to_num_(0.0, 0.0, 0.0)  # shape or its neighbours (temporal term): its NaN gradients are 0
         opt.step()
     with torch.no_grad():

@@ -9,11 +9,12 @@ from collections import deque
 import pyarrow.parquet as pq
 import pytest
 from faulty_workers import poisoned
-from tiny_workers import TinyConfig, TinyWorker, dies_once
+from tiny_workers import FusingTinyWorker, TinyConfig, TinyWorker, dies_once
 
 import dl3d.jobs.runner as runner_mod
-from dl3d.data import JobOutput, Shard
+from dl3d.data import DataError, JobOutput, Shard
 from dl3d.jobs.runner import MAX_BATCH, RunnerConfig, _Batcher, run_shards
+from dl3d.workers.base import ShardTask
 
 
 def _queue(n: int) -> deque:
@@ -44,6 +45,47 @@ def test_shards_of_a_batch_whose_worker_died_go_alone():
     assert [s.index for s, _ in first] == [0, 1, 2], "a batch stops before a shard that must go alone"
     assert [s.index for s, _ in b.take(q)] == [3]
     assert [s.index for s, _ in b.take(q)] == [4]
+
+
+def test_a_fusing_worker_gets_its_batch_from_the_start_bounded_by_one_call_per_slot():
+    assert [len(_Batcher(slots=4, fuse=8, total=n).take(_queue(n))) for n in (3, 16, 20, 100)] == [1, 4, 5, 8]
+    assert len(_Batcher(slots=4, fuse=1, total=100).take(_queue(100))) == 1, "a worker that does not fuse"
+    b = _Batcher(slots=4, fuse=8, total=100)
+    b.single.add(0)
+    assert len(b.take(_queue(100))) == 1, "a shard that must go alone still does"
+
+
+def test_fused_shards_compute_in_one_call_and_each_is_written_and_committed_alone(tmp_path):
+    worker = FusingTinyWorker(TinyConfig())
+    out = tmp_path / "out"
+    tasks = [ShardTask(Shard(i, f"in/part-{i:05d}.parquet"), str(out)) for i in range(5)]
+    results = worker.process_batch(tasks)
+    assert worker.fused == [[0, 1, 2, 3, 4]]
+    assert [r.status for r in results] == ["ok"] * 5 and [r.index for r in results] == list(range(5))
+    assert JobOutput(str(out)).committed() == set(range(5))
+    assert [pq.read_table(out / f"part-{i:05d}.parquet").column("index")[0].as_py() for i in range(5)] \
+        == [0, 10, 20, 30, 40], "each shard's own result reaches its own part"
+    assert len({r.phases["compute"] for r in results}) == 1, "the fused call's seconds are shared out evenly"
+
+
+def test_a_fused_batch_that_raises_is_computed_shard_by_shard_so_only_the_bad_shard_fails(tmp_path, monkeypatch):
+    worker = FusingTinyWorker(TinyConfig())
+    worker.poison = 2
+    bad_read = TinyWorker.read_shard
+
+    def read_shard(self, task):
+        if task.shard.index == 4:
+            raise DataError(task.shard.url, "unreadable")
+        return bad_read(self, task)
+
+    monkeypatch.setattr(FusingTinyWorker, "read_shard", read_shard)
+    out = tmp_path / "out"
+    tasks = [ShardTask(Shard(i, f"in/part-{i:05d}.parquet"), str(out)) for i in range(6)]
+    results = worker.process_batch(tasks)
+    assert worker.fused == [[0, 1, 2, 3, 5]], "the unreadable shard never reaches the compute"
+    assert [r.status for r in results] == ["ok", "ok", "error", "ok", "bad_input", "ok"]
+    assert "shard 2 is poisoned" in results[2].error and "unreadable" in results[4].error
+    assert JobOutput(str(out)).committed() == {0, 1, 3, 5}
 
 
 def _fake_input(tmp_path, monkeypatch, n: int) -> str:

@@ -47,3 +47,26 @@ def dies_once(worker_cls: type, shard: int, flag: str) -> type:
         return worker_cls.compute_shard(self, task, data)
 
     return type(f"DiesOnce{worker_cls.__name__}", (worker_cls,), {"compute_shard": compute_shard})
+
+
+class FusingTinyWorker(TinyWorker):
+    """A :class:`TinyWorker` that fuses up to 8 shards per compute call; ``compute_shards`` records each call's
+    shard indices in ``self.fused`` and raises when ``poison`` is among them (``compute_shard`` raises for it too)."""
+
+    fuse_shards = 8
+    poison = -1
+
+    def setup(self):
+        self.fused: list[list[int]] = []
+
+    def compute_shards(self, tasks, data):
+        indices = [t.shard.index for t in tasks]
+        self.fused.append(indices)
+        if self.poison in indices:
+            raise RuntimeError(f"shard {self.poison} poisons its batch")
+        return [i * 10 for i in indices]
+
+    def compute_shard(self, task, data):
+        if task.shard.index == self.poison:
+            raise RuntimeError(f"shard {self.poison} is poisoned")
+        return task.shard.index * 10
