@@ -146,3 +146,22 @@ def test_missing_image_size_is_a_clear_input_error(body_model_path, tmp_path):
     result = worker.process(ShardTask(Shard(0, str(src)), str(tmp_path / "out")))
     assert result.status == "bad_input"
     assert "part-00000.parquet: row 0 (id 'v/0/000000') has no image size; pass --image-width/--image-height" in result.error
+
+
+def test_the_drivers_checks_of_the_smpl_jobs_import_no_torch(body_model_path):
+    """The driver runs ``preflight`` before Ray starts; torch (~1.7 s to import) is the workers' business."""
+    import json
+    import subprocess
+    import sys
+
+    code = f"""
+import json, sys
+from dl3d.workers.smpl_config import SmplExportConfig, SmplFitConfig
+from dl3d.workers.smpl_export import SmplExportWorker
+from dl3d.workers.smpl_fit import SmplFitWorker
+SmplFitWorker.preflight(SmplFitConfig(model={body_model_path!r}))
+SmplExportWorker.preflight(SmplExportConfig(model={body_model_path!r}))
+print(json.dumps([m for m in ("torch", "smplx", "pytorch3d") if m in sys.modules]))
+"""
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert json.loads(done.stdout.strip().splitlines()[-1]) == []
