@@ -174,11 +174,18 @@ class ShardWorker:
         self._ready = time.time()
         self._setup_s = self._ready - started
 
+    _staged: ClassVar[bool] = False
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        if "read_shard" in vars(cls):  # recorded when the class is made, so it holds in a Ray actor too (there,
+            cls._staged = True  # ``cls.read_shard is ShardWorker.read_shard`` is False even for an unstaged class)
+
     @classmethod
     def staged(cls) -> bool:
         """True when the class implements the three stages: two shards can then be in it at once
         (pipelined). A class that also overrides ``run_shard`` must call ``super().run_shard``."""
-        return cls.read_shard is not ShardWorker.read_shard
+        return cls._staged
 
     @staticmethod
     def pick_device() -> "torch.device":

@@ -9,7 +9,7 @@ from collections import deque
 import pyarrow.parquet as pq
 import pytest
 from faulty_workers import poisoned
-from tiny_workers import FusingTinyWorker, TinyConfig, TinyWorker, dies_once
+from tiny_workers import FusingTinyWorker, TinyConfig, TinyWorker, WholeTinyWorker, dies_once
 
 import dl3d.jobs.runner as runner_mod
 from dl3d.data import DataError, JobOutput, Shard
@@ -141,3 +141,15 @@ def test_batched_shards_commit_once_and_a_failing_or_killing_shard_is_handled_al
     assert all(len(c) == 1 for c in calls[calls.index(with_24[0]) + 1:] if set(c) & mates), calls
     assert all(report.shards[i].attempts == 1 for i in range(n) if i != 50), \
         "a worker death inside a batch charges none of its shards"
+
+
+def test_a_worker_that_is_not_staged_reports_its_time_from_inside_ray(local_ray, tmp_path, monkeypatch):
+    """Ray wraps an actor class's methods, so "does it define read_shard" must not be asked by identity there:
+    it was, and an unstaged worker's shards then counted 0 s of compute and 0 s busy (idle 99.9% in a bench)."""
+    assert TinyWorker.staged() and not WholeTinyWorker.staged()
+    src = _fake_input(tmp_path, monkeypatch, 6)
+    report = run_shards("whole", WholeTinyWorker, TinyConfig(), src, str(tmp_path / "out"),
+                        RunnerConfig(workers=1, cpus_per_worker=1, progress=False))
+    assert report.count("ok") == 6
+    (worker,) = report.workers
+    assert worker["phases"]["compute"] >= 0.25 and worker["busy_s"] >= 0.25, worker

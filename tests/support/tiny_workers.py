@@ -70,3 +70,20 @@ class FusingTinyWorker(TinyWorker):
         if task.shard.index == self.poison:
             raise RuntimeError(f"shard {self.poison} is poisoned")
         return task.shard.index * 10
+
+
+class WholeTinyWorker(ShardWorker):
+    """Not staged: ``run_shard`` whole, sleeping 50 ms, then a one-row part like :class:`TinyWorker`'s."""
+
+    config_cls = TinyConfig
+
+    @staticmethod
+    def pick_device():
+        return "cpu"
+
+    def run_shard(self, task, out):
+        import time
+
+        time.sleep(0.05)
+        out.write_part(task.shard.index, pa.table({"index": [task.shard.index]}))
+        return 1
