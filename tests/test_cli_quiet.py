@@ -59,4 +59,6 @@ def test_training_prints_only_dl3d_lines(tmp_path):
     assert any(ln.startswith("step 1/2 (epoch 0)  loss ") for ln in lines), "rank 0's step lines reach the console"
     assert any(ln.startswith("step 2/2 (epoch 0)  loss ") and "eval_loss" in ln for ln in lines)
     assert any(ln.startswith("  steps 0 -> 2 on 1 worker(s)") for ln in lines), "the summary is printed"
+    assert any(ln.split() == ["checkpoint", str(tmp_path / "runs" / "toy" / "step-00000002")] for ln in lines), \
+        "the summary names the last checkpoint"
     assert "Reporting training result" in logs, "Ray's own lines are kept in its session log files"
