@@ -3,6 +3,7 @@
     python bench/meshrcnn_training.py [--steps N | --minutes 20] [--chunk 500] [--images 1000]
                                       [--eval-images 32] [--workers 1] [--out meshrcnn_bench]
                                       [--voxel-only-steps V]   # a scaled-down schedule, not the preset's
+                                      [--set FIELD=VALUE ...]  # a variant of cpu-small's config
 
 Data: `dl3d data make shapes` (one solid per 64 px image), a separate held-out set. Training runs
 through ``dl3d.jobs.train.run_training``: with ``--steps`` one run of that many steps (the same
@@ -18,6 +19,7 @@ a PNG of held-out images with the predicted mesh rendered beside the ground trut
 from __future__ import annotations
 
 import argparse
+import ast
 import json
 import os
 import shutil
@@ -78,7 +80,7 @@ def _figures(result, args, cfg, train_min: float) -> dict:
             "load_avg_1min_at_end": round(os.getloadavg()[0], 2),
             "mean_step_s_voxel_only": round(sum(vox) / len(vox), 4) if vox else None,
             "mean_step_s_full": round(sum(full) / len(full), 4) if full else None,
-            "preset": "cpu-small", "voxel_only_iters": cfg.voxel_only_iters, "eval": ev,
+            "preset": "cpu-small", "overrides": args.set, "voxel_only_iters": cfg.voxel_only_iters, "eval": ev,
             "met": bool(f1 >= sph + 10 and f1 >= cub + 10 and iou > 0.5)}
 
 
@@ -93,6 +95,8 @@ def main() -> None:
     ap.add_argument("--workers", type=int, default=1)
     ap.add_argument("--voxel-only-steps", type=int, default=None,
                     help="override cpu-small's voxel_only_iters (only for a scaled-down run; default: the preset's)")
+    ap.add_argument("--set", action="append", default=[], metavar="FIELD=VALUE",
+                    help="a cpu-small config value for a variant run (e.g. num_samples=5000); repeatable")
     ap.add_argument("--out", default="meshrcnn_bench", help="folder for checkpoint/, figures.json and the PNG")
     args = ap.parse_args()
     if args.steps is not None and args.steps < 1:
@@ -103,6 +107,10 @@ def main() -> None:
     cfg = MESHRCNN_PRESETS["cpu-small"]
     if args.voxel_only_steps is not None:
         cfg = cfg.replace(voxel_only_iters=args.voxel_only_steps)
+    overrides = {k: ast.literal_eval(v) for k, v in (a.split("=", 1) for a in args.set)}
+    if overrides:
+        cfg = cfg.replace(**overrides)
+        print(f"cpu-small with {overrides}", flush=True)
     with tempfile.TemporaryDirectory() as tmp:
         t0 = time.perf_counter()
         write_shapes_dataset(f"{tmp}/train", ShapesSpec(images=args.images, image_size=64, shards=4, seed=0))
