@@ -349,7 +349,11 @@ class ShardWorker:
         try:
             with self.stage("compute"):
                 keys = list(data)
-                computed = dict(zip(keys, self.compute_shards([tasks[i] for i in keys], [data[i] for i in keys])))
+                results = self.compute_shards([tasks[i] for i in keys], [data[i] for i in keys])
+                if len(results) != len(keys):
+                    raise RuntimeError(f"compute_shards returned {len(results)} results for {len(keys)} shards")
+                computed = dict(zip(keys, results))
+                del results
         except Exception as exc:  # noqa: BLE001 - one shard may be at fault: each alone, so that only it fails
             logging.getLogger(__name__).warning("the fused compute of shards %s raised (%s: %s); computing each alone",
                                                 [t.shard.index for t in tasks], type(exc).__name__, exc)
