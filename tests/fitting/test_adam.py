@@ -34,16 +34,15 @@ def test_steps_equal_torch_optim_fused_adam_with_a_changing_step_size():
     assert float((ours[0] - start).abs().min()) > 0, "every coordinate moved"
 
 
-def test_a_fit_does_not_import_torch_dynamo():
-    code = """
+def test_a_fit_does_not_import_torch_dynamo(body_model_path):
+    code = f"""
 import sys
 import numpy as np
-from dl3d.body import make_procedural_body_model
+from dl3d.body import read_body_model_arrays
 from dl3d.body.joints_kernel import build_points_kernel
 from dl3d.fitting import SMPLIFY_PRESETS, fit_smplify
 from dl3d.synthetic.smpl_video import KeypointVideoSpec, make_keypoint_video, stack_videos
-arrays = {k: (np.asarray(v.toarray() if hasattr(v, "toarray") else v)) for k, v in make_procedural_body_model().items()}
-arrays = {k: v.astype(np.float32) if v.dtype.kind == "f" else v for k, v in arrays.items()}
+arrays = read_body_model_arrays({body_model_path!r})
 b = stack_videos([make_keypoint_video(arrays, KeypointVideoSpec(frames=8, seed=0))])
 cfg = SMPLIFY_PRESETS["fast"]
 r = fit_smplify(build_points_kernel(arrays), b["keypoints"], "body25", b["track_index"], b["frame"], b["focal"],

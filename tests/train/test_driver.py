@@ -6,6 +6,7 @@ training rows in dataset order (the driver streams them in that order with ``shu
 
 from __future__ import annotations
 
+import dataclasses
 import uuid
 from collections import defaultdict
 
@@ -84,7 +85,8 @@ def test_a_rerun_resumes_and_a_crashed_worker_recovers_on_s3_exactly_as_one_unin
     root = f"s3://dl3d-test/train-{uuid.uuid4().hex[:8]}"
     make_toy_dataset(f"{root}/data", rows=80, shards=5, seed=2)  # 64 training rows: 8 batches of 8 per epoch
     marker = tmp_path / "crashed.txt"
-    cfg = CrashConfig(hidden=32, optimizer="adam", lr=0.01, crash_step=7, marker=str(marker))
+    mlp = TOY_FAMILY.config("mlp")  # hidden 32, Adam
+    cfg = CrashConfig(**dataclasses.asdict(mlp), crash_step=7, marker=str(marker))
     common = dict(data=f"{root}/data", storage=f"{root}/runs", name="resume", batch_size=8, checkpoint_every=2,
                   eval_every=2, shuffle=False, log_every=0, workers=1, max_failures=1)
     first = run_training("toy-crash", TrainConfig(**common, steps=4), cfg)
@@ -105,7 +107,7 @@ def test_a_rerun_resumes_and_a_crashed_worker_recovers_on_s3_exactly_as_one_unin
     assert kept == ["step-00000006", "step-00000008"], "keep_checkpoints=2 keeps the latest two"
     ck = read_checkpoint(second.checkpoint)
     assert ck["step"] == 8 and ck["meta"]["family"] == "toy-crash" and ck["meta"]["model_config"]["hidden"] == 32
-    ref = reference_train(TOY_FAMILY, ToyConfig(hidden=32, optimizer="adam", lr=0.01),
+    ref = reference_train(TOY_FAMILY, mlp,
                           [s.url for s in list_shards(f"{root}/data")[:4]], steps=8, batch_size=8)
     assert max_abs_diff(ck["modules"], ref) <= 1e-5
 
