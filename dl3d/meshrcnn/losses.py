@@ -1,10 +1,10 @@
 """Mesh R-CNN's losses and its guard against exploding batches.
 
 - Voxels: binary cross-entropy on logits, mean over every voxel.
-- Meshes: for every refinement stage, chamfer distance and normal distance (pytorch3d
-  ``chamfer_distance`` between ``num_samples`` points sampled from the predicted and from the GT
-  meshes, with their normals) and ``mesh_edge_loss``, weighted, then summed (Pix3D) or averaged
-  (ShapeNet) over the stages.
+- Meshes: for every refinement stage, chamfer distance and normal distance (the values and gradients
+  of pytorch3d ``chamfer_distance``, with k-d tree nearest neighbours on a CPU: ``dl3d.mesh.nearest``)
+  between ``num_samples`` points sampled from the predicted and from the GT meshes, with their normals,
+  and ``mesh_edge_loss``, weighted, then summed (Pix3D) or averaged (ShapeNet) over the stages.
 - :class:`LossGuard`: a batch whose loss exceeds ``factor`` times the moving average of earlier
   losses is skipped (``SKIP_LOSS_THRESH`` 50, ``LOSS_SKIP_GAMMA`` 0.9 in ``train_net_shapenet.py``),
   as is an update with a non-finite gradient. Its state is a buffer so it is checkpointed.
@@ -15,11 +15,13 @@ from __future__ import annotations
 import math
 
 import torch
-from pytorch3d.loss import chamfer_distance, mesh_edge_loss
+from pytorch3d.loss import mesh_edge_loss
 from pytorch3d.ops import sample_points_from_meshes
 from pytorch3d.structures import Meshes
 from torch import Tensor, nn
 from torch.nn import functional as F
+
+from dl3d.mesh.nearest import chamfer
 
 
 def voxel_loss(logits: Tensor, targets: Tensor) -> Tensor:
@@ -46,15 +48,15 @@ def mesh_losses(stages: list[Meshes], gt_points: Tensor, gt_normals: Tensor, *, 
     """
     if not stages:
         raise ValueError("expected the meshes of at least one refinement stage")
-    chamfer, normal, edge = [], [], []
+    chamfer_terms, normal_terms, edge_terms = [], [], []
     for meshes in stages:
-        points, normals = sample_points_from_meshes(meshes, num_samples=num_samples, return_normals=True)
-        c, n = chamfer_distance(points, gt_points, x_normals=normals, y_normals=gt_normals)
-        chamfer.append(c * chamfer_weight)
-        normal.append(n * normal_weight)
-        edge.append(mesh_edge_loss(meshes) * edge_weight)
+        points, point_normals = sample_points_from_meshes(meshes, num_samples=num_samples, return_normals=True)
+        c, n = chamfer(points, gt_points, point_normals, gt_normals)
+        chamfer_terms.append(c * chamfer_weight)
+        normal_terms.append(n * normal_weight)
+        edge_terms.append(mesh_edge_loss(meshes) * edge_weight)
     scale = 1.0 / len(stages) if reduction == "mean" else 1.0
-    out = {"chamfer": sum(chamfer) * scale, "normal": sum(normal) * scale, "edge": sum(edge) * scale}
+    out = {"chamfer": sum(chamfer_terms) * scale, "normal": sum(normal_terms) * scale, "edge": sum(edge_terms) * scale}
     if gt_coord_thresh > 0 and gt_points.numel() and bool(gt_points.abs().max() > gt_coord_thresh):
         out = {k: v * 0.0 for k, v in out.items()}
     out["total"] = out["chamfer"] + out["normal"] + out["edge"]

@@ -3,7 +3,7 @@
 
 :func:`compare_meshes`: both meshes of a pair are scaled so that the GT's bounding box has longest
 edge 10, ``num_samples`` (10 000) points with normals are sampled on each surface, and from exact
-nearest neighbours (pytorch3d ``knn_points``):
+nearest neighbours (``dl3d.mesh.nearest``: a k-d tree on a CPU, pytorch3d ``knn_points`` on CUDA):
 
 - ``chamfer_l2``: mean squared distance pred -> GT plus GT -> pred (squared units of the scaled frame);
 - ``normal_consistency`` / ``abs_normal_consistency``: the mean of the two directions' mean (absolute)
@@ -18,10 +18,12 @@ covered yet (in descending score order); AP is the VOC area under the interpolat
 from __future__ import annotations
 
 import torch
-from pytorch3d.ops import knn_gather, knn_points, sample_points_from_meshes
+from pytorch3d.ops import sample_points_from_meshes
 from pytorch3d.structures import Meshes
 from torch import Tensor
 from torch.nn import functional as F
+
+from dl3d.mesh.nearest import gather_points, nearest_indices
 
 THRESHOLDS = (0.1, 0.3, 0.5)
 """F1 distance thresholds, in the frame where the GT's longest box edge is 10."""
@@ -48,13 +50,13 @@ def sampling_metrics(pred_points: Tensor, pred_normals: Tensor | None, gt_points
     if pred_points.dim() != 3 or gt_points.dim() != 3 or pred_points.shape[0] != gt_points.shape[0]:
         raise ValueError(f"expected (N, P, 3) and (N, Q, 3) points, got {tuple(pred_points.shape)}, "
                          f"{tuple(gt_points.shape)}")
-    p2g = knn_points(pred_points, gt_points, K=1)
-    g2p = knn_points(gt_points, pred_points, K=1)
-    d_p2g, d_g2p = p2g.dists[..., 0], g2p.dists[..., 0]  # squared
+    i_p2g, i_g2p = nearest_indices(pred_points, gt_points), nearest_indices(gt_points, pred_points)
+    d_p2g = ((pred_points - gather_points(gt_points, i_p2g)) ** 2).sum(-1)  # squared
+    d_g2p = ((gt_points - gather_points(pred_points, i_g2p)) ** 2).sum(-1)
     out = {"chamfer_l2": d_p2g.mean(1) + d_g2p.mean(1)}
     if pred_normals is not None and gt_normals is not None:
-        near_gt = knn_gather(gt_normals, p2g.idx)[..., 0, :]
-        near_pred = knn_gather(pred_normals, g2p.idx)[..., 0, :]
+        near_gt = gather_points(gt_normals, i_p2g)
+        near_pred = gather_points(pred_normals, i_g2p)
         cos_p = F.cosine_similarity(pred_normals, near_gt, dim=2)
         cos_g = F.cosine_similarity(gt_normals, near_pred, dim=2)
         out["normal_consistency"] = 0.5 * (cos_p.mean(1) + cos_g.mean(1))

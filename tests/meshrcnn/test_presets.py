@@ -102,7 +102,11 @@ def test_voxel_only_steps_touch_the_refiner_only_with_a_mesh_weight(mesh_weight,
     batch = FAMILY.decode_batch(shapes["one"], cfg, torch.device("cpu"))
     before = {k: v.clone() for k, v in modules["model"].state_dict().items() if v.dtype.is_floating_point}
     metrics = FAMILY.train_step(modules, opts, batch, 1, cfg)  # step 1 <= voxel_only_iters: dummy tetrahedra
-    assert metrics["skipped"] == 0.0 and metrics["chamfer"] > 0
+    assert metrics["skipped"] == 0.0
+    assert (metrics["chamfer"] > 0) == (mesh_weight > 0), "weight 0: the mesh losses are not computed"
+    grads = {n: p.grad for n, p in modules["model"].named_parameters() if n.startswith("mesh_head.")}
+    assert grads and all(g is not None for g in grads.values()), "every refiner parameter has a gradient (DDP)"
+    assert all(bool(g.abs().sum() == 0) for g in grads.values()) == (mesh_weight == 0)
     assert metrics["total"] == pytest.approx(cfg.voxel_loss_weight * metrics["voxel"] + mesh_weight * (
         metrics["chamfer"] + metrics["normal"] + metrics["edge"]), rel=1e-5)
     state = modules["model"].state_dict()
