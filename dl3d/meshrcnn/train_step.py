@@ -12,6 +12,8 @@ every gradient is finite, with the learning rate warmed up linearly over ``warmu
 
 from __future__ import annotations
 
+import math
+
 import warnings
 
 import torch
@@ -82,11 +84,16 @@ def make_optimizer(model: nn.Module, cfg: MeshRCNNConfig) -> torch.optim.Optimiz
 
 
 def learning_rate(step: int, cfg: MeshRCNNConfig) -> float:
-    """Learning rate of 1-based step ``step``: linear warm-up from ``warmup_factor * lr`` to ``lr``."""
-    if step >= cfg.warmup_iters:
-        return cfg.lr
-    alpha = step / cfg.warmup_iters
-    return cfg.lr * (cfg.warmup_factor * (1 - alpha) + alpha)
+    """Learning rate of 1-based step ``step``: linear warm-up from ``warmup_factor * lr`` to ``lr``; with
+    ``lr_decay_steps`` a cosine from ``lr`` (at step ``lr_decay_start``) down to ``lr_decay_floor * lr``
+    (at ``lr_decay_start + lr_decay_steps``, held after)."""
+    if step < cfg.warmup_iters:
+        alpha = step / cfg.warmup_iters
+        return cfg.lr * (cfg.warmup_factor * (1 - alpha) + alpha)
+    if cfg.lr_decay_steps and step > cfg.lr_decay_start:
+        t = min(step - cfg.lr_decay_start, cfg.lr_decay_steps) / cfg.lr_decay_steps
+        return cfg.lr * (cfg.lr_decay_floor + (1 - cfg.lr_decay_floor) * 0.5 * (1 + math.cos(math.pi * t)))
+    return cfg.lr
 
 
 def voxmesh_losses(model: nn.Module, batch: dict, step: int, cfg: MeshRCNNConfig) -> dict[str, Tensor]:

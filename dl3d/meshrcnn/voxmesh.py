@@ -28,15 +28,19 @@ IMAGENET_STD = (0.229, 0.224, 0.225)
 
 
 class SmallBackbone(nn.Module):
-    """A 4-stage CNN for CPUs: a stride-2 stem, then stages of two 3x3 conv-BN-ReLU, each halving the size."""
+    """A 4-stage CNN for CPUs: a stride-2 stem, then stages of two 3x3 conv-BN-ReLU, each but the first
+    halving the size (output stride 16); with ``stride=8`` the last stage keeps the third's size."""
 
-    def __init__(self, widths: tuple[int, ...] = (16, 32, 64, 96)):
+    def __init__(self, widths: tuple[int, ...] = (16, 32, 64, 96), stride: int = 16):
         super().__init__()
+        if stride not in (8, 16):
+            raise ValueError(f"the small backbone's output stride is 8 or 16, got {stride}")
         self.stem = nn.Sequential(nn.Conv2d(3, widths[0], 3, 2, 1, bias=False), nn.BatchNorm2d(widths[0]), nn.ReLU())
         stages, prev = [], widths[0]
-        for i, w in enumerate(widths):
+        strides = [1, 2, 2, 2 if stride == 16 else 1][:len(widths)]
+        for w, st in zip(widths, strides):
             stages.append(nn.Sequential(
-                nn.Conv2d(prev, w, 3, 1 if i == 0 else 2, 1, bias=False), nn.BatchNorm2d(w), nn.ReLU(),
+                nn.Conv2d(prev, w, 3, st, 1, bias=False), nn.BatchNorm2d(w), nn.ReLU(),
                 nn.Conv2d(w, w, 3, 1, 1, bias=False), nn.BatchNorm2d(w), nn.ReLU()))
             prev = w
         self.stages = nn.ModuleList(stages)
@@ -78,7 +82,7 @@ class VoxMesh(nn.Module):
         if cfg.is_detector:
             raise ValueError("VoxMesh builds the ShapeNet-style architectures; use MeshRCNN for arch 'rcnn'")
         self.cfg = cfg
-        self.backbone = ResNetBackbone() if cfg.backbone == "resnet50" else SmallBackbone(cfg.backbone_widths)
+        self.backbone = ResNetBackbone() if cfg.backbone == "resnet50" else SmallBackbone(cfg.backbone_widths, cfg.backbone_stride)
         dims = self.backbone.channels
         self.voxel_head = (VoxelHead(dims[-1], cfg.voxel_size, cfg.voxel_convs, cfg.voxel_conv_dim, resize_input=True)
                            if cfg.uses_voxels else None)

@@ -9,9 +9,11 @@ import pytest
 import torch
 from pytorch3d.utils import ico_sphere
 
+from dl3d.meshrcnn.config import MeshRCNNConfig
 from dl3d.meshrcnn.losses import LossGuard, mesh_losses, sample_gt
 from dl3d.meshrcnn.mesh_head import MeshRefinementHead, unit_box_positions
 from dl3d.meshrcnn.voxel_head import VoxelHead
+from dl3d.meshrcnn.voxmesh import SmallBackbone
 from dl3d.meshrcnn.z_head import ZHead, predicted_dz, z_loss
 
 
@@ -105,3 +107,23 @@ def test_loss_guard_skips_spikes_and_non_finite_losses():
     assert g.check(54.0) and int(g.skipped) == 3
     state = g.state_dict()
     assert set(state) == {"moving_average", "skipped"}, "checkpointed with the model"
+
+
+def test_small_backbone_output_stride():
+    x = torch.randn(2, 3, 64, 64)
+    assert [f.shape[-1] for f in SmallBackbone()(x)] == [32, 16, 8, 4]
+    assert [f.shape[-1] for f in SmallBackbone(stride=8)(x)] == [32, 16, 8, 8]
+    with pytest.raises(ValueError, match="backbone_stride"):
+        MeshRCNNConfig(backbone="small", backbone_stride=4)
+
+
+def test_learning_rate_warms_up_then_decays_on_a_cosine_to_its_floor():
+    from dl3d.meshrcnn.train_step import learning_rate
+
+    cfg = MeshRCNNConfig(lr=1e-3, warmup_iters=10, warmup_factor=0.1, lr_decay_start=100, lr_decay_steps=50,
+                         lr_decay_floor=0.1)
+    assert learning_rate(0, cfg) == pytest.approx(1e-4)
+    assert learning_rate(10, cfg) == learning_rate(100, cfg) == 1e-3
+    assert learning_rate(125, cfg) == pytest.approx(1e-3 * (0.1 + 0.9 * 0.5))
+    assert learning_rate(150, cfg) == learning_rate(400, cfg) == pytest.approx(1e-4)
+    assert learning_rate(10**6, cfg.replace(lr_decay_steps=0)) == 1e-3, "no decay by default"
