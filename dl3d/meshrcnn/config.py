@@ -199,7 +199,7 @@ MESHRCNN_PRESETS: dict[str, MeshRCNNConfig] = {
     # the refiner's gain over its cubified voxels +7.3 instead of -0.2). Normal weight 0.1 (Pix3D's;
     # ShapeNet's is 0): with chamfer and edge terms only the refiner gained ~3 F1@0.3 points over its
     # cubified voxels on 64 px images, less than 4 Laplacian smoothing passes; the normal term flattens
-    # cubify's staircases (+9 after 1200 full steps, at the same voxels).
+    # cubify's staircases (from the same voxel-only checkpoint, 800 full steps: +9.1 with it, +2.7 without).
     "cpu-small": MeshRCNNConfig(arch="voxmesh", backbone="small", backbone_stride=8, image_size=64, voxel_size=24,
                                 voxel_conv_dim=64, voxel_convs=2, voxel_only_iters=3000, voxel_only_mesh_weight=0.0,
                                 graph_convs=2, graph_conv_dim=64,
