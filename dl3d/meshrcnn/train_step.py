@@ -13,7 +13,6 @@ every gradient is finite, with the learning rate warmed up linearly over ``warmu
 from __future__ import annotations
 
 import math
-
 import warnings
 
 import torch
