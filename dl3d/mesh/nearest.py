@@ -43,14 +43,21 @@ def gather_points(y: Tensor, idx: Tensor) -> Tensor:
     return torch.gather(y, 1, idx[..., None].expand(-1, -1, y.shape[-1]))
 
 
+def nearest_sq_dists(x: Tensor, y: Tensor) -> tuple[Tensor, Tensor]:
+    """(N, P, 3) and (N, Q, 3) points -> the squared distance (N, P) from each ``x[n, p]`` to its nearest
+    point in ``y[n]`` (differentiable in both) and that point's index (N, P)."""
+    idx = nearest_indices(x, y)
+    return ((x - gather_points(y, idx)) ** 2).sum(-1), idx
+
+
 def chamfer(x: Tensor, y: Tensor, x_normals: Tensor | None = None,
             y_normals: Tensor | None = None) -> tuple[Tensor, Tensor | None]:
     """Chamfer distance between (N, P, 3) and (N, Q, 3) point clouds, as pytorch3d ``chamfer_distance``
     with its defaults: the mean squared distance to the nearest neighbour, x -> y plus y -> x, averaged
     over the batch; with both normals also the normal distance ``1 - |cos|`` between a point's normal and
     its nearest neighbour's, summed over the two directions in the same way (else None)."""
-    ix, iy = nearest_indices(x, y), nearest_indices(y, x)
-    dist = ((x - gather_points(y, ix)) ** 2).sum(-1).mean(1) + ((y - gather_points(x, iy)) ** 2).sum(-1).mean(1)
+    (dx, ix), (dy, iy) = nearest_sq_dists(x, y), nearest_sq_dists(y, x)
+    dist = dx.mean(1) + dy.mean(1)
     if x_normals is None or y_normals is None:
         return dist.mean(), None
     cos_x = F.cosine_similarity(x_normals, gather_points(y_normals, ix), dim=2, eps=1e-6)

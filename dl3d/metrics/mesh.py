@@ -23,7 +23,7 @@ from pytorch3d.structures import Meshes
 from torch import Tensor
 from torch.nn import functional as F
 
-from dl3d.mesh.nearest import gather_points, nearest_indices
+from dl3d.mesh.nearest import gather_points, nearest_sq_dists
 
 THRESHOLDS = (0.1, 0.3, 0.5)
 """F1 distance thresholds, in the frame where the GT's longest box edge is 10."""
@@ -50,9 +50,8 @@ def sampling_metrics(pred_points: Tensor, pred_normals: Tensor | None, gt_points
     if pred_points.dim() != 3 or gt_points.dim() != 3 or pred_points.shape[0] != gt_points.shape[0]:
         raise ValueError(f"expected (N, P, 3) and (N, Q, 3) points, got {tuple(pred_points.shape)}, "
                          f"{tuple(gt_points.shape)}")
-    i_p2g, i_g2p = nearest_indices(pred_points, gt_points), nearest_indices(gt_points, pred_points)
-    d_p2g = ((pred_points - gather_points(gt_points, i_p2g)) ** 2).sum(-1)  # squared
-    d_g2p = ((gt_points - gather_points(pred_points, i_g2p)) ** 2).sum(-1)
+    d_p2g, i_p2g = nearest_sq_dists(pred_points, gt_points)  # squared
+    d_g2p, i_g2p = nearest_sq_dists(gt_points, pred_points)
     out = {"chamfer_l2": d_p2g.mean(1) + d_g2p.mean(1)}
     if pred_normals is not None and gt_normals is not None:
         near_gt = gather_points(gt_normals, i_p2g)
