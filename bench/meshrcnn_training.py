@@ -40,22 +40,6 @@ from dl3d.jobs.train import TrainConfig, run_training  # noqa: E402
 from dl3d.synthetic.shapes import ShapesSpec, write_shapes_dataset  # noqa: E402
 
 
-def write_shapes_parallel(url: str, spec: ShapesSpec) -> None:
-    """``write_shapes_dataset`` with the shards rendered in one process per core (the same rows)."""
-    from concurrent.futures import ProcessPoolExecutor
-
-    from dl3d.data import DatasetWriter
-    from dl3d.data.mesh_tables import OBJECT_IMAGES
-    from dl3d.synthetic.shapes import KINDS, shapes_table
-
-    writer = DatasetWriter(url, OBJECT_IMAGES, produced_by={"generator": "bench/meshrcnn_training.py", "synthetic": True})
-    chunks = [idx.tolist() for idx in np.array_split(np.arange(spec.images), spec.shards)]
-    with ProcessPoolExecutor(os.cpu_count() or 1) as pool:
-        for shard, table in enumerate(pool.map(shapes_table, chunks, [spec] * len(chunks))):
-            writer.write_shard(shard, table)
-    writer.close(categories=list(KINDS), image_size=spec.image_size)
-
-
 def render_comparison(checkpoint: str, data: str, path: str, count: int = 6) -> None:
     """Rows of (input image, predicted mesh, GT mesh), both meshes rendered with the image's K."""
     from PIL import Image
@@ -136,7 +120,8 @@ def main() -> None:
         args.steps = cfg.lr_decay_start + cfg.lr_decay_steps if cfg.lr_decay_steps else 3000
     with tempfile.TemporaryDirectory() as tmp:
         t0 = time.perf_counter()
-        write_shapes_parallel(f"{tmp}/train", ShapesSpec(images=args.images, image_size=64, shards=8, seed=0))
+        write_shapes_dataset(f"{tmp}/train", ShapesSpec(images=args.images, image_size=64, shards=8, seed=0),
+                             processes=os.cpu_count() or 1)
         write_shapes_dataset(f"{tmp}/eval", ShapesSpec(images=args.eval_images, image_size=64, shards=1, seed=1))
         print(f"data: {time.perf_counter() - t0:.1f} s", flush=True)
         ray.init(address="local", num_cpus=max(4, args.workers + 2), include_dashboard=False)

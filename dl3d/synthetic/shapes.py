@@ -298,13 +298,27 @@ def shapes_table(indices: list[int], spec: ShapesSpec) -> pa.Table:
     })
 
 
-def write_shapes_dataset(url: str, spec: ShapesSpec, *, storage_options: dict | None = None) -> dict:
-    """Render ``spec`` as an ``object_images`` dataset at ``url``; returns its ``_dataset.json`` content."""
+def write_shapes_dataset(url: str, spec: ShapesSpec, *, storage_options: dict | None = None,
+                         processes: int = 1) -> dict:
+    """Render ``spec`` as an ``object_images`` dataset at ``url``; returns its ``_dataset.json`` content.
+
+    ``processes`` > 1 renders the shards in that many worker processes (the same rows: each image has
+    its own random stream); they are written here, in shard order. The workers are spawned, not forked:
+    a child forked after this process has run torch's threads can hang on a lock copied mid-use."""
     from dl3d.data import DatasetWriter
     from dl3d.data.mesh_tables import OBJECT_IMAGES
 
     writer = DatasetWriter(url, OBJECT_IMAGES, storage_options=storage_options, produced_by={
         "generator": "dl3d data make shapes", "spec": dataclasses.asdict(spec), "synthetic": True})
-    for shard, idx in enumerate(np.array_split(np.arange(spec.images), spec.shards)):
-        writer.write_shard(shard, shapes_table(idx.tolist(), spec))
+    chunks = [idx.tolist() for idx in np.array_split(np.arange(spec.images), spec.shards)]
+    if processes > 1:
+        import multiprocessing
+        from concurrent.futures import ProcessPoolExecutor
+
+        with ProcessPoolExecutor(processes, mp_context=multiprocessing.get_context("spawn")) as pool:
+            for shard, table in enumerate(pool.map(shapes_table, chunks, [spec] * len(chunks))):
+                writer.write_shard(shard, table)
+    else:
+        for shard, idx in enumerate(chunks):
+            writer.write_shard(shard, shapes_table(idx, spec))
     return writer.close(categories=list(KINDS), image_size=spec.image_size)

@@ -113,3 +113,14 @@ def test_voxel_only_steps_touch_the_refiner_only_with_a_mesh_weight(mesh_weight,
     moved = {k for k, v in before.items() if not torch.equal(state[k], v)}
     assert any(k.startswith("voxel_head.") for k in moved)
     assert any(k.startswith("mesh_head.") for k in moved) == (mesh_weight > 0), sorted(moved)[:5]
+
+
+def test_shapes_rendered_in_spawned_processes_equal_the_serial_dataset(tmp_path, shapes):
+    # `shapes` ran torch in this process first: forked workers could hang, spawned ones must not
+    spec = ShapesSpec(images=6, image_size=64, shards=3, seed=1)
+    write_shapes_dataset(str(tmp_path / "serial"), spec)
+    write_shapes_dataset(str(tmp_path / "pool"), spec, processes=2)
+    for shard in range(3):
+        name = f"part-{shard:05d}.parquet"
+        assert read_table(str(tmp_path / "pool" / name), OBJECT_IMAGES).equals(
+            read_table(str(tmp_path / "serial" / name), OBJECT_IMAGES))
