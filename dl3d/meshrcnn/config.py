@@ -101,6 +101,8 @@ class MeshRCNNConfig:
     lr_decay_steps: int = opt(0, "length of that cosine in steps (held at the floor after); 0 = a constant learning "
                                  "rate after the warm-up (the official ShapeNet schedule)")
     lr_decay_floor: float = opt(0.1, "learning-rate factor at the end of the cosine decay")
+    mesh_lr_factor: float = opt(1.0, "the mesh refinement head's learning rate is this times the schedule's (1 = one "
+                                     "learning rate for every parameter, as the official code)")
     eval_samples: int = opt(10000, "points sampled per mesh by the evaluation metrics (official: 10k)")
     skip_loss_factor: float = opt(50.0, "skip a batch whose loss exceeds this times the moving average (0 = off)")
     loss_skip_gamma: float = opt(0.9, "decay of the loss moving average")
@@ -136,6 +138,8 @@ class MeshRCNNConfig:
                      "z_loss_weight", "z_smooth_l1_beta", "gt_coord_thresh", "weight_decay", "skip_loss_factor", "box_score_thresh"):
             if not getattr(self, name) >= 0:
                 raise ValueError(f"{name} must be >= 0, got {getattr(self, name)}")
+        if not self.mesh_lr_factor > 0:
+            raise ValueError(f"mesh_lr_factor must be > 0, got {self.mesh_lr_factor}")
         if not self.lr > 0:
             raise ValueError(f"lr must be > 0, got {self.lr}")
         if not 0 <= self.lr_decay_floor <= 1:

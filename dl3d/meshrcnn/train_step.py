@@ -75,8 +75,19 @@ def load_init_weights(module: nn.Module, url: str, *, rcnn: bool) -> list[str]:
 
 
 def make_optimizer(model: nn.Module, cfg: MeshRCNNConfig) -> torch.optim.Optimizer:
-    """Adam (ShapeNet) or SGD with momentum (Pix3D) over every trainable parameter."""
-    params = [p for p in model.parameters() if p.requires_grad]
+    """Adam (ShapeNet) or SGD with momentum (Pix3D) over every trainable parameter.
+
+    With ``mesh_lr_factor`` != 1 the mesh refinement head is a second parameter group whose learning
+    rate is that factor times the schedule's (each group's ``lr_factor``; one group otherwise, as before).
+    """
+    trainable = [(n, p) for n, p in model.named_parameters() if p.requires_grad]
+    if cfg.mesh_lr_factor != 1.0:
+        mesh = [p for n, p in trainable if n.split(".")[0] == "mesh_head" or ".mesh_head." in n]
+        ids = {id(p) for p in mesh}
+        params = [{"params": [p for _, p in trainable if id(p) not in ids], "lr_factor": 1.0},
+                  {"params": mesh, "lr_factor": cfg.mesh_lr_factor}]
+    else:
+        params = [p for _, p in trainable]
     if cfg.optimizer == "adam":
         return torch.optim.Adam(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
     return torch.optim.SGD(params, lr=cfg.lr, momentum=cfg.momentum, weight_decay=cfg.weight_decay)
@@ -150,7 +161,7 @@ def guarded_step(model: nn.Module, optimizer: torch.optim.Optimizer, losses: dic
         total = sum(p.sum() for p in params) * 0.0
     lr = learning_rate(step, cfg)
     for group in optimizer.param_groups:
-        group["lr"] = lr
+        group["lr"] = lr * group.get("lr_factor", 1.0)
     optimizer.zero_grad(set_to_none=True)
     total.backward()
     applied = keep and gradients_finite(params)

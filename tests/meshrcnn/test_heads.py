@@ -9,7 +9,7 @@ import pytest
 import torch
 from pytorch3d.utils import ico_sphere
 
-from dl3d.meshrcnn.config import MeshRCNNConfig
+from dl3d.meshrcnn.config import MESHRCNN_PRESETS, MeshRCNNConfig
 from dl3d.meshrcnn.losses import LossGuard, mesh_losses, sample_gt
 from dl3d.meshrcnn.mesh_head import MeshRefinementHead, unit_box_positions
 from dl3d.meshrcnn.voxel_head import VoxelHead
@@ -127,3 +127,21 @@ def test_learning_rate_warms_up_then_decays_on_a_cosine_to_its_floor():
     assert learning_rate(125, cfg) == pytest.approx(1e-3 * (0.1 + 0.9 * 0.5))
     assert learning_rate(150, cfg) == learning_rate(400, cfg) == pytest.approx(1e-4)
     assert learning_rate(10**6, cfg.replace(lr_decay_steps=0)) == 1e-3, "no decay by default"
+
+
+def test_mesh_lr_factor_gives_the_refiner_its_own_learning_rate():
+    from dl3d.meshrcnn.train_step import build_meshrcnn, guarded_step, make_optimizer
+
+    cfg = MESHRCNN_PRESETS["cpu-small"].replace(lr=1e-3, warmup_iters=0, lr_decay_steps=0)
+    model = build_meshrcnn(cfg)
+    assert len(make_optimizer(model, cfg).param_groups) == 1, "one group by default (old checkpoints load)"
+    opt = make_optimizer(model, cfg.replace(mesh_lr_factor=0.25))
+    mesh = {id(p) for p in model.mesh_head.parameters()}
+    assert {id(p) for p in opt.param_groups[1]["params"]} == mesh
+    assert len(opt.param_groups[0]["params"]) + len(mesh) == len(list(model.parameters()))
+    loss = sum(p.sum() for p in model.parameters()) * 0.0
+    guarded_step(model, opt, {"total": loss}, 5, cfg.replace(mesh_lr_factor=0.25))
+    assert opt.param_groups[0]["lr"] == pytest.approx(1e-3)
+    assert opt.param_groups[1]["lr"] == pytest.approx(2.5e-4)
+    with pytest.raises(ValueError, match="mesh_lr_factor"):
+        cfg.replace(mesh_lr_factor=0.0)
