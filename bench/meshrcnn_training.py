@@ -9,7 +9,7 @@ Data: `dl3d data make shapes` (one solid per 64 px image; rendered on every core
 budget), a separate held-out set. 8000 training images, not 1000: on 1000 the refiner gained 12 F1@0.3
 points over its cubified voxels on training images and 3 on held-out ones. Training runs
 through ``dl3d.jobs.train.run_training``: by default one run of cpu-small's schedule (5400 steps: 3000
-voxel-only, then everything, the learning rate decaying over the last 1200; about 20 minutes on an idle
+voxel-only, then everything, the learning rate decaying over the last 1200; about 17 minutes on an idle
 2-core machine; the same training on a loaded one, only slower), evaluated every ``--chunk`` steps;
 ``--steps N`` runs N steps of that schedule instead; with ``--minutes`` (and no ``--steps``),
 chunks of ``--chunk`` steps (each resumes the run and ends with an evaluation) until the budget is

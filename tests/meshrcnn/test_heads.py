@@ -134,7 +134,9 @@ def test_mesh_lr_factor_gives_the_refiner_its_own_learning_rate():
 
     cfg = MESHRCNN_PRESETS["cpu-small"].replace(lr=1e-3, warmup_iters=0, lr_decay_steps=0)
     model = build_meshrcnn(cfg)
-    assert len(make_optimizer(model, cfg).param_groups) == 1, "one group by default (old checkpoints load)"
+    assert MeshRCNNConfig().mesh_lr_factor == MESHRCNN_PRESETS["voxmesh"].mesh_lr_factor == 1.0
+    assert len(make_optimizer(model, cfg.replace(mesh_lr_factor=1.0)).param_groups) == 1, \
+        "one group at factor 1 (the official single learning rate)"
     opt = make_optimizer(model, cfg.replace(mesh_lr_factor=0.25))
     mesh = {id(p) for p in model.mesh_head.parameters()}
     assert {id(p) for p in opt.param_groups[1]["params"]} == mesh
