@@ -68,7 +68,8 @@ def load_checkpoint(directory: str, modules: Modules, optimizers: Optimizers | N
     checkpoint's.
 
     Raises:
-        ValueError: the checkpoint holds other module or optimizer names than the ones given.
+        ValueError: the checkpoint holds other module or optimizer names than the ones given, or an
+            optimizer with another number of parameter groups.
     """
     state = torch.load(os.path.join(directory, STATE_FILE), map_location="cpu", weights_only=True)
     _check_names("modules", set(state["modules"]), set(modules), directory)
@@ -77,6 +78,11 @@ def load_checkpoint(directory: str, modules: Modules, optimizers: Optimizers | N
     if optimizers is not None:
         _check_names("optimizers", set(state["optimizers"]), set(optimizers), directory)
         for k, o in optimizers.items():
+            saved = len(state["optimizers"][k]["param_groups"])
+            if saved != len(o.param_groups):
+                raise ValueError(f"checkpoint {directory}: its optimizer {k!r} has {saved} parameter group(s), this "
+                                 f"run's has {len(o.param_groups)}: the config changed how parameters are grouped "
+                                 f"(for example a per-head learning-rate factor); resume with the config it was saved with")
             o.load_state_dict(state["optimizers"][k])
     with open(os.path.join(directory, META_FILE)) as f:
         meta = json.load(f)

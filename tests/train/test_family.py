@@ -140,6 +140,10 @@ def test_checkpoint_roundtrip_restores_modules_optimizers_and_metrics(tmp_path, 
     assert ck["step"] == 2 and sorted(ck["optimizers"]["model"]["state"]) == [0, 1, 2, 3]
     with pytest.raises(ValueError, match=r"holds modules \['model'\], this model has \['generator'\]"):
         load_checkpoint(str(tmp_path / "ck"), {"generator": fresh["model"]})
+    params = list(fresh["model"].parameters())
+    two_groups = {"model": torch.optim.Adam([{"params": params[:1]}, {"params": params[1:]}], lr=0.01)}
+    with pytest.raises(ValueError, match=r"optimizer 'model' has 1 parameter group\(s\), this run's has 2"):
+        load_checkpoint(str(tmp_path / "ck"), fresh, two_groups)
 
 
 def test_metrics_csv_keeps_types_and_blanks():
