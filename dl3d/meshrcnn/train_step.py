@@ -80,14 +80,12 @@ def make_optimizer(model: nn.Module, cfg: MeshRCNNConfig) -> torch.optim.Optimiz
     With ``mesh_lr_factor`` != 1 the mesh refinement head is a second parameter group whose learning
     rate is that factor times the schedule's (each group's ``lr_factor``; one group otherwise, as before).
     """
-    trainable = [(n, p) for n, p in model.named_parameters() if p.requires_grad]
+    params = [p for p in model.parameters() if p.requires_grad]
     if cfg.mesh_lr_factor != 1.0:
-        mesh = [p for n, p in trainable if n.split(".")[0] == "mesh_head" or ".mesh_head." in n]
-        ids = {id(p) for p in mesh}
-        params = [{"params": [p for _, p in trainable if id(p) not in ids], "lr_factor": 1.0},
-                  {"params": mesh, "lr_factor": cfg.mesh_lr_factor}]
-    else:
-        params = [p for _, p in trainable]
+        base = model.module if hasattr(model, "module") else model
+        head = {id(p) for p in base.mesh_head.parameters()}
+        params = [{"params": [p for p in params if id(p) not in head], "lr_factor": 1.0},
+                  {"params": [p for p in params if id(p) in head], "lr_factor": cfg.mesh_lr_factor}]
     if cfg.optimizer == "adam":
         return torch.optim.Adam(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
     return torch.optim.SGD(params, lr=cfg.lr, momentum=cfg.momentum, weight_decay=cfg.weight_decay)
