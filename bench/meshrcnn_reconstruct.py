@@ -1,12 +1,13 @@
 """Throughput of ``dl3d meshrcnn reconstruct``, 1 worker vs N workers, in one run: images/s and the ratio.
 
-    python bench/meshrcnn_reconstruct.py [--images 64] [--shards 8] [--workers 2] [--checkpoint CKPT]
+    python bench/meshrcnn_reconstruct.py [--images 1024] [--shards 8] [--workers 2] [--checkpoint CKPT]
                                          [--preset cpu-small|rcnn]
 
 Input: rendered shapes images (``dl3d data make shapes``, stored as an ``images`` dataset with their K).
 Without ``--checkpoint`` an untrained checkpoint of ``--preset`` is written (rcnn at 64 px, 5 classes;
 the job's plumbing, not its accuracy, is measured). Each worker gets one CPU (one torch thread), so on
-an N-core box the ideal ratio is N; worker start-up (model load) is included.
+an N-core box the ideal ratio is N; worker start-up (model load) is included. An untimed warm-up run
+goes first (``bench/scaling.py``), so the 1-worker run does not alone pay the machine's cold costs.
 """
 
 from __future__ import annotations
@@ -48,7 +49,7 @@ def write_images(url: str, images: int, shards: int, size: int, max_objects: int
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--images", type=int, default=64)
+    ap.add_argument("--images", type=int, default=1024)
     ap.add_argument("--shards", type=int, default=8)
     ap.add_argument("--workers", type=int, default=2, help="workers in the second run")
     ap.add_argument("--checkpoint", default=None, help="a Mesh R-CNN checkpoint (default: an untrained --preset)")

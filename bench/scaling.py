@@ -14,12 +14,24 @@ from dl3d.workers.base import PHASES
 
 def worker_scaling(worker: type, cfg: Any, input_url: str, out_prefix: str, workers: int, unit: str, *,
                    count: Callable[[Any], int] = lambda report: report.rows,
-                   detail: Callable[[Any], str] = lambda report: "", digits: int = 0) -> dict[int, float]:
+                   detail: Callable[[Any], str] = lambda report: "", digits: int = 0,
+                   warmup: bool = True) -> dict[int, float]:
     """Run the job with 1 then ``workers`` workers (one CPU each) into ``out_prefix-N``; print each run's
     rate in ``unit``/s (``count(report)`` units), the share of worker start in it, and the ratio; return
-    ``{workers: rate}``."""
+    ``{workers: rate}``.
+
+    With ``warmup`` the job first runs once, untimed, with ``workers`` workers into ``out_prefix-warmup``:
+    otherwise the 1-worker run, going first, alone pays the cold costs of the machine (the OS page cache of
+    the packages, the model and the input; Ray's first worker processes) and the ratio comes out above
+    the ideal."""
     rates: dict[int, float] = {}
     steady: dict[int, float] = {}
+    if warmup:
+        t0 = time.perf_counter()
+        report = run_shards("bench", worker, cfg, input_url, f"{out_prefix}-warmup",
+                            RunnerConfig(workers=workers, cpus_per_worker=1, progress=False))
+        assert report.exit_code == 0, report.summary()
+        print(f"warm-up run ({workers} workers, not counted): {time.perf_counter() - t0:.2f} s")
     for n in (1, workers):
         t0 = time.perf_counter()
         report = run_shards("bench", worker, cfg, input_url, f"{out_prefix}-{n}",
