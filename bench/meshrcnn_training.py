@@ -1,6 +1,6 @@
 """Mesh R-CNN ``cpu-small`` learning on rendered shapes through the real driver, for a fixed budget.
 
-    python bench/meshrcnn_training.py [--steps 5400 | --minutes M] [--chunk 1000] [--images 8000]
+    python bench/meshrcnn_training.py [--steps 6500 | --minutes M] [--chunk 1000] [--images 8000]
                                       [--eval-images 64] [--workers 1] [--out meshrcnn_bench]
                                       [--voxel-only-steps V]   # a scaled-down schedule, not the preset's
                                       [--set FIELD=VALUE ...]  # a variant of cpu-small's config
@@ -8,8 +8,8 @@
 Data: `dl3d data make shapes` (one solid per 64 px image; rendered on every core, outside the training
 budget), a separate held-out set. 8000 training images, not 1000: on 1000 the refiner gained 12 F1@0.3
 points over its cubified voxels on training images and 3 on held-out ones. Training runs
-through ``dl3d.jobs.train.run_training``: by default one run of cpu-small's schedule (5400 steps: 3000
-voxel-only, then everything, the learning rate decaying over the last 1200; about 17 minutes on an idle
+through ``dl3d.jobs.train.run_training``: by default one run of cpu-small's schedule (6500 steps: 3000
+voxel-only, then everything, the learning rate decaying over the last 1200; about 20 minutes on an idle
 2-core machine; the same training on a loaded one, only slower), evaluated every ``--chunk`` steps;
 ``--steps N`` runs N steps of that schedule instead; with ``--minutes`` (and no ``--steps``),
 chunks of ``--chunk`` steps (each resumes the run and ends with an evaluation) until the budget is
@@ -91,7 +91,7 @@ def _figures(result, args, cfg, train_min: float) -> dict:
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--steps", type=int, default=None,
-                    help="train exactly this many steps (default: the end of cpu-small's learning-rate decay, 5400)")
+                    help="train exactly this many steps (default: the end of cpu-small's learning-rate decay, 6500)")
     ap.add_argument("--minutes", type=float, default=None, help="a training time budget instead of --steps")
     ap.add_argument("--chunk", type=int, default=1000, help="steps between evaluations")
     ap.add_argument("--images", type=int, default=8000)

@@ -37,13 +37,13 @@ def _padded_to_packed(x: Tensor, meshes: Meshes) -> Tensor:
     return x.reshape(-1, x.shape[-1])[idx]
 
 
-def neighbour_sums(edges: Tensor, num_verts: int) -> Tensor:
+def neighbour_sums(edges: Tensor, num_verts: int, dtype: torch.dtype = torch.float32) -> Tensor:
     """Sparse (V, V) matrix ``A`` with ``A[i, j]`` = the number of edges between vertices i and j, so that
     ``A @ f`` sums each vertex's neighbours' features over undirected ``edges`` (E, 2): what pytorch3d's
     ``gather_scatter(f, edges, directed=False)`` computes."""
     both = torch.cat([edges, edges.flip(1)]).t()
     with torch.sparse.check_sparse_tensor_invariants(enable=True):  # explicit, so torch does not warn
-        return torch.sparse_coo_tensor(both, torch.ones(both.shape[1], device=edges.device),
+        return torch.sparse_coo_tensor(both, torch.ones(both.shape[1], dtype=dtype, device=edges.device),
                                        (num_verts, num_verts)).coalesce()
 
 
@@ -79,7 +79,7 @@ class MeshRefinementStage(nn.Module):
         verts = meshes.verts_packed()
         x = torch.cat([img, verts] + ([vert_feats] if vert_feats is not None else []), dim=1)
         edges = meshes.edges_packed()
-        adjacency = None if x.is_cuda or x.shape[0] == 0 else neighbour_sums(edges, x.shape[0])
+        adjacency = None if x.is_cuda or x.shape[0] == 0 else neighbour_sums(edges, x.shape[0], x.dtype)
         for gconv in self.gconvs:
             h = F.relu(graph_conv(gconv, x, edges, adjacency))
             x = torch.cat([h, verts], dim=1)
