@@ -48,9 +48,10 @@ def neighbour_sums(edges: Tensor, num_verts: int, dtype: torch.dtype = torch.flo
 
 
 def graph_conv(gconv: GraphConv, x: Tensor, edges: Tensor, adjacency: Tensor | None) -> Tensor:
-    """``gconv(x, edges)`` for an undirected ``GraphConv``: ``w0(x) + sum over neighbours of w1(x)``, the
-    sum as ``adjacency @ w1(x)`` when an adjacency (``neighbour_sums``) is given."""
-    if adjacency is None:
+    """``gconv(x, edges)``: for an undirected ``GraphConv`` ``w0(x) + sum over neighbours of w1(x)``, the
+    sum as ``adjacency @ w1(x)`` when an adjacency (``neighbour_sums``) is given; a directed one (its sum
+    runs one way) always goes through pytorch3d."""
+    if adjacency is None or gconv.directed:
         return gconv(x, edges)
     return gconv.w0(x) + torch.sparse.mm(adjacency, gconv.w1(x))
 
