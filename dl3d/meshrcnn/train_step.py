@@ -22,6 +22,7 @@ from torch import Tensor, nn
 from dl3d.meshrcnn.config import MeshRCNNConfig
 from dl3d.meshrcnn.losses import gradients_finite, mesh_losses, sample_gt, voxel_loss
 from dl3d.meshrcnn.unit_box import voxel_targets
+from dl3d.train.family import unwrap
 
 
 def build_meshrcnn(cfg: MeshRCNNConfig, *, load_weights: bool = True) -> nn.Module:
@@ -82,7 +83,7 @@ def make_optimizer(model: nn.Module, cfg: MeshRCNNConfig) -> torch.optim.Optimiz
     """
     params = [p for p in model.parameters() if p.requires_grad]
     if cfg.mesh_lr_factor != 1.0:
-        base = model.module if hasattr(model, "module") else model
+        base = unwrap(model)
         head = {id(p) for p in base.mesh_head.parameters()}
         params = [{"params": [p for p in params if id(p) not in head], "lr_factor": 1.0},
                   {"params": [p for p in params if id(p) in head], "lr_factor": cfg.mesh_lr_factor}]
@@ -131,7 +132,7 @@ def voxmesh_losses(model: nn.Module, batch: dict, step: int, cfg: MeshRCNNConfig
         total = ml["total"] * cfg.voxel_only_mesh_weight if voxel_only else ml["total"]
     if out["voxel_logits"] is not None:
         n, _, s, _ = batch["images"].shape
-        base = model.module if hasattr(model, "module") else model
+        base = unwrap(model)
         boxes, z = base.frame(n, s, s, batch["K"].device)
         vt = voxel_targets(batch["occupancy"], batch["occupancy_to_camera"], boxes, batch["K"], z, cfg.voxel_size)
         losses["voxel"] = voxel_loss(out["voxel_logits"], vt)
@@ -151,7 +152,7 @@ def rcnn_losses(model: nn.Module, batch: dict, step: int, cfg: MeshRCNNConfig) -
 def guarded_step(model: nn.Module, optimizer: torch.optim.Optimizer, losses: dict[str, Tensor], step: int,
                  cfg: MeshRCNNConfig) -> dict[str, float]:
     """Backward and (maybe) update; returns the float losses plus ``skipped`` (1.0 when not applied) and ``lr``."""
-    base = model.module if hasattr(model, "module") else model
+    base = unwrap(model)
     total = losses["total"]
     keep = base.guard.check(float(total.detach()))
     params = [p for p in model.parameters() if p.requires_grad]
