@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 
 import ray
@@ -10,7 +11,7 @@ from dl3d.data.fs import s3_env
 
 
 
-def ensure_ray(address: str | None = None, *, num_cpus: int | None = None) -> str:
+def ensure_ray(address: str | None = None, *, num_cpus: int | None = None, state_api: bool = True) -> str:
     """Initialise Ray once per process and return a description of where it runs.
 
     With ``address`` (or ``RAY_ADDRESS``) the driver joins that cluster; otherwise it starts an
@@ -20,6 +21,8 @@ def ensure_ray(address: str | None = None, *, num_cpus: int | None = None) -> st
     job run without ``--ray-address`` on a machine where someone once ran ``ray start`` would land on that
     cluster, or hang on a dead one. ``address="local"`` always starts the embedded Ray.
     ``num_cpus``: logical CPUs of the embedded Ray (default: the machine's); ignored on a cluster.
+    The embedded Ray starts lean (:data:`LEAN_HEAD_SKIPS`); ``state_api=False`` also leaves out the dashboard
+    API server, which serves Ray's state API (the shard runner does not use it; Ray Train does).
     """
     if ray.is_initialized():
         return "existing Ray session"
@@ -27,12 +30,56 @@ def ensure_ray(address: str | None = None, *, num_cpus: int | None = None) -> st
 
     address = address or os.environ.get("RAY_ADDRESS") or None
     kwargs = dict(address=address or "local", **ray_init_kwargs(local=address is None))  # quiet unless --verbose
-    if address is None:
-        kwargs["include_dashboard"] = False
-        if num_cpus is not None:
-            kwargs["num_cpus"] = int(num_cpus)
-    ray.init(**kwargs)
-    return f"Ray cluster at {address}" if address else "embedded local Ray"
+    if address is not None:
+        ray.init(**kwargs)
+        return f"Ray cluster at {address}"
+    kwargs["include_dashboard"] = False
+    if num_cpus is not None:
+        kwargs["num_cpus"] = int(num_cpus)
+    skip = LEAN_HEAD_SKIPS + (() if kwargs["log_to_driver"] else ("start_log_monitor",)) \
+        + (() if state_api else ("start_api_server",))
+    with _head_without(skip):
+        ray.init(**kwargs)
+    return "embedded local Ray"
+
+
+LEAN_HEAD_SKIPS = ("start_monitor",)
+"""Head processes an embedded local Ray starts without: the autoscaler monitor (one machine, its resources
+fixed: nothing to scale). Also left out: the log monitor unless output goes to the driver (``--verbose``;
+quiet jobs leave worker output in the session's log files, where it stays either way), and, for
+``state_api=False``, the dashboard API server (``include_dashboard=False`` still starts it, for Ray's state
+and job-submission APIs; the shard runner calls neither, while Ray Train's placement-group cleaner asks
+the state API whether its controller lives). Each is a Python process importing Ray on the same cores as
+everything else, and takes up to half a second to stop at exit: on 2 cores the three cost a shard job about
+2.5 s of its start and stop (README, throughput). A cluster (``--ray-address``) is joined as it is."""
+
+
+@contextlib.contextmanager
+def _head_without(methods: tuple[str, ...]):
+    """Within the block, a Ray head node that ``ray.init`` starts skips ``methods`` of Ray's ``Node``.
+
+    Ray's ``RayParams`` has ``no_monitor`` and ``include_log_monitor`` (what ``ray start`` sets) but
+    ``ray.init`` passes neither, so the node's starters are swapped for the length of the call. This
+    leans on ``ray._private.node.Node`` of the pinned Ray (2.60); where a method is missing (another
+    Ray), the head starts in full, as plain ``ray.init`` would.
+    """
+    try:
+        from ray._private.node import Node
+    except ImportError:  # another Ray: start it in full
+        yield
+        return
+    saved = {name: vars(Node)[name] for name in methods if name in vars(Node)}
+    for name in saved:
+        setattr(Node, name, _skipped)
+    try:
+        yield
+    finally:
+        for name, method in saved.items():
+            setattr(Node, name, method)
+
+
+def _skipped(self, *args, **kwargs) -> None:
+    return None
 
 
 def cluster_gpus() -> float:

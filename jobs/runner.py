@@ -114,7 +114,7 @@ def _run_leased(job: str, worker_cls: type[ShardWorker], worker_config: Any, inp
         notes = [*notes, f"removed {len(cleared)} partial files an interrupted run left"]
     clock = _Clock(started)
     clock.lap("plan")
-    where = ensure_ray(runner.ray_address)
+    where = ensure_ray(runner.ray_address, state_api=False)
     signal_guard = _sigterm_as_interrupt()  # ray.init installed its own SIGTERM handler: take it back
     signal_guard.__enter__()
     placed = plan_workers(runner, cluster_gpus(), cluster_cpus(), cpu_auto="fill", max_workers=len(todo))

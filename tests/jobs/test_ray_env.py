@@ -1,0 +1,68 @@
+"""The embedded local Ray starts lean: which of Ray's head processes run, and that jobs still work on it."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import textwrap
+
+import pytest
+
+pytestmark = pytest.mark.slow
+
+PROBE = textwrap.dedent("""
+    import json, os, subprocess, sys
+    import ray
+    from ray._private.node import Node
+    from dl3d.jobs.ray_env import ensure_ray
+
+    before = {name: vars(Node)[name] for name in ("start_monitor", "start_log_monitor", "start_api_server")}
+    ensure_ray(num_cpus=1, state_api=sys.argv[1] == "1")
+    restored = all(vars(Node)[name] is f for name, f in before.items())
+
+    def descendants(pid):
+        kids = subprocess.run(["pgrep", "-P", str(pid)], capture_output=True, text=True).stdout.split()
+        return [k for c in kids for k in [c, *descendants(c)]]
+
+    def cmdline(pid):
+        try:
+            return open(f"/proc/{pid}/cmdline").read().replace("\\0", " ")
+        except OSError:
+            return ""
+
+    lines = [cmdline(p) for p in descendants(os.getpid())]
+    running = {name: any(key in ln for ln in lines) for name, key in (
+        ("gcs", "gcs_server"), ("raylet", "raylet/raylet"), ("monitor", "autoscaler/_private/monitor.py"),
+        ("log_monitor", "log_monitor.py"), ("api_server", "dashboard/dashboard.py"))}
+    square = ray.get(ray.remote(lambda x: x * x).remote(7))
+    node = ray._private.worker._global_node
+    ray.shutdown()
+    left = [p for p in node.all_processes.values() for info in p if info.process.poll() is None]
+    print(json.dumps({"running": running, "square": square, "restored": restored, "left": len(left)}))
+""")
+
+
+def _probe(state_api: bool) -> dict:
+    ray_tmp = tempfile.mkdtemp(prefix="dl3dr", dir="/tmp")  # short: Ray's socket paths must fit 107 bytes
+    env = os.environ | {"RAY_TMPDIR": ray_tmp}
+    env.pop("RAY_ADDRESS", None)
+    done = subprocess.run([sys.executable, "-c", PROBE, "1" if state_api else "0"], env=env, capture_output=True,
+                          text=True, timeout=180)
+    assert done.returncode == 0, done.stdout + done.stderr
+    return json.loads(done.stdout.strip().splitlines()[-1])
+
+
+def test_embedded_ray_runs_without_the_monitors_and_for_shard_jobs_without_the_api_server():
+    shard_job = _probe(state_api=False)
+    assert shard_job["running"] == {"gcs": True, "raylet": True, "monitor": False, "log_monitor": False,
+                                    "api_server": False}
+    assert shard_job["square"] == 49, "tasks run on the lean head"
+    assert shard_job["restored"], "Ray's Node starts every process again after the call"
+    assert shard_job["left"] == 0, "ray.shutdown stops every process the head started"
+    training = _probe(state_api=True)  # Ray Train's placement-group cleaner asks the state API
+    assert training["running"] == {"gcs": True, "raylet": True, "monitor": False, "log_monitor": False,
+                                   "api_server": True}
+    assert training["square"] == 49 and training["left"] == 0
