@@ -320,6 +320,10 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("dl3d: interrupted; re-run the same command to resume", file=sys.stderr)
         return 130
+    finally:
+        ray_env = sys.modules.get("dl3d.jobs.ray_env")  # imported by the commands that use Ray, only
+        if ray_env is not None:
+            ray_env.stop_embedded_ray()
 
 
 __doc__ = (__doc__ or "") + "\n".join(usage_lines()) + "\n"

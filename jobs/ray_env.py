@@ -40,7 +40,24 @@ def ensure_ray(address: str | None = None, *, num_cpus: int | None = None, state
         + (() if state_api else ("start_api_server",))
     with _head_without(skip):
         ray.init(**kwargs)
+    _EMBEDDED["quiet"] = not kwargs["log_to_driver"]
     return "embedded local Ray"
+
+
+_EMBEDDED: dict[str, bool] = {}
+"""Set when :func:`ensure_ray` started this process's embedded Ray: whether it is quiet (no worker output
+relayed to the console)."""
+
+
+def stop_embedded_ray() -> None:
+    """Stop the embedded Ray that :func:`ensure_ray` started in this process, if it is quiet; otherwise nothing.
+
+    Ray's own exit hook does the same but sleeps 0.5 s first so that worker output relayed to the console
+    finishes printing; a quiet Ray relays none, so the CLI stops it itself when a command ends. A Ray this
+    process joined or did not start (a cluster, a test's) is left alone, as is a ``--verbose`` one.
+    """
+    if _EMBEDDED.pop("quiet", False) and ray.is_initialized():
+        ray.shutdown()
 
 
 LEAN_HEAD_SKIPS = ("start_monitor",)

@@ -17,9 +17,11 @@ PROBE = textwrap.dedent("""
     import json, os, subprocess, sys
     import ray
     from ray._private.node import Node
-    from dl3d.jobs.ray_env import ensure_ray
+    from dl3d.jobs.console import set_verbose
+    from dl3d.jobs.ray_env import ensure_ray, stop_embedded_ray
 
     before = {name: vars(Node)[name] for name in ("start_monitor", "start_log_monitor", "start_api_server")}
+    set_verbose(sys.argv[2] == "1")
     ensure_ray(num_cpus=1, state_api=sys.argv[1] == "1")
     restored = all(vars(Node)[name] is f for name, f in before.items())
 
@@ -39,18 +41,21 @@ PROBE = textwrap.dedent("""
         ("log_monitor", "log_monitor.py"), ("api_server", "dashboard/dashboard.py"))}
     square = ray.get(ray.remote(lambda x: x * x).remote(7))
     node = ray._private.worker._global_node
+    stop_embedded_ray()  # what the CLI calls when a command ends
+    stopped = not ray.is_initialized()
     ray.shutdown()
     left = [p for p in node.all_processes.values() for info in p if info.process.poll() is None]
-    print(json.dumps({"running": running, "square": square, "restored": restored, "left": len(left)}))
+    print(json.dumps({"running": running, "square": square, "restored": restored, "stopped": stopped,
+                      "left": len(left)}))
 """)
 
 
-def _probe(state_api: bool) -> dict:
+def _probe(state_api: bool, verbose: bool = False) -> dict:
     ray_tmp = tempfile.mkdtemp(prefix="dl3dr", dir="/tmp")  # short: Ray's socket paths must fit 107 bytes
     env = os.environ | {"RAY_TMPDIR": ray_tmp}
     env.pop("RAY_ADDRESS", None)
-    done = subprocess.run([sys.executable, "-c", PROBE, "1" if state_api else "0"], env=env, capture_output=True,
-                          text=True, timeout=180)
+    done = subprocess.run([sys.executable, "-c", PROBE, "1" if state_api else "0", "1" if verbose else "0"], env=env,
+                          capture_output=True, text=True, timeout=180)
     assert done.returncode == 0, done.stdout + done.stderr
     return json.loads(done.stdout.strip().splitlines()[-1])
 
@@ -61,8 +66,11 @@ def test_embedded_ray_runs_without_the_monitors_and_for_shard_jobs_without_the_a
                                     "api_server": False}
     assert shard_job["square"] == 49, "tasks run on the lean head"
     assert shard_job["restored"], "Ray's Node starts every process again after the call"
-    assert shard_job["left"] == 0, "ray.shutdown stops every process the head started"
-    training = _probe(state_api=True)  # Ray Train's placement-group cleaner asks the state API
-    assert training["running"] == {"gcs": True, "raylet": True, "monitor": False, "log_monitor": False,
+    assert shard_job["stopped"], "a quiet embedded Ray is stopped when the command ends (no 0.5 s exit sleep)"
+    assert shard_job["left"] == 0, "stopping it stops every process the head started"
+    # Training, --verbose: the state API for Ray Train's placement-group cleaner, the log monitor for the
+    # worker output relayed to the console; Ray's exit hook stops this one, after the output is printed.
+    training = _probe(state_api=True, verbose=True)
+    assert training["running"] == {"gcs": True, "raylet": True, "monitor": False, "log_monitor": True,
                                    "api_server": True}
-    assert training["square"] == 49 and training["left"] == 0
+    assert training["square"] == 49 and not training["stopped"] and training["left"] == 0
