@@ -248,7 +248,7 @@ def _dispatch(todo: list[Shard], actors: list, output_url: str, run_id: str, max
     """
     out, ledger, bar, report, lease, clock = books.out, books.ledger, books.bar, books.report, books.lease, books.clock
     queue: deque[tuple[Shard, int]] = deque((s, 1) for s in todo)
-    batcher = _Batcher(len(actors) * IN_FLIGHT_PER_WORKER, fuse=fuse_shards, total=len(todo), workers=len(actors))
+    batcher = _Batcher(len(actors) * IN_FLIGHT_PER_WORKER, fuse=fuse_shards, total=len(todo))
     slots = deque(a for _ in range(IN_FLIGHT_PER_WORKER) for a in actors)  # one entry per free place in a worker
     created = {a._actor_id: time.time() for a in actors}
     inflight: dict[ray.ObjectRef, tuple[list[tuple[Shard, int]], Any]] = {}  # ref -> its (shard, attempt)s, actor
@@ -359,9 +359,10 @@ class _Batcher:
     in a batch when its worker died go alone (``single``), so that the one that killed it is found and
     charged as any other."""
 
-    def __init__(self, slots: int, small_s: float = 0.1, fuse: int = 1, total: int = 0, workers: int = 0):
+    def __init__(self, slots: int, small_s: float = 0.1, fuse: int = 1, total: int = 0):
         self.slots, self.small_s = max(1, slots), small_s
-        self.fuse = max(1, min(fuse, total // max(1, workers or self.slots)))
+        workers = max(1, self.slots // IN_FLIGHT_PER_WORKER)
+        self.fuse = max(1, min(fuse, total // workers))
         self.mean_s: float | None = None
         self.single: set[int] = set()
 

@@ -48,10 +48,10 @@ def test_shards_of_a_batch_whose_worker_died_go_alone():
 
 
 def test_a_fusing_worker_gets_its_batch_from_the_start_bounded_by_one_call_per_worker():
-    sizes = [len(_Batcher(slots=4, fuse=8, total=n, workers=2).take(_queue(n))) for n in (1, 3, 8, 16, 20, 100)]
+    sizes = [len(_Batcher(slots=4, fuse=8, total=n).take(_queue(n))) for n in (1, 3, 8, 16, 20, 100)]
     assert sizes == [1, 1, 4, 8, 8, 8]
-    assert len(_Batcher(slots=4, fuse=1, total=100, workers=2).take(_queue(100))) == 1, "a worker that does not fuse"
-    b = _Batcher(slots=4, fuse=8, total=100, workers=2)
+    assert len(_Batcher(slots=4, fuse=1, total=100).take(_queue(100))) == 1, "a worker that does not fuse"
+    b = _Batcher(slots=4, fuse=8, total=100)
     b.single.add(0)
     assert len(b.take(_queue(100))) == 1, "a shard that must go alone still does"
 
