@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import contextlib
+import functools
 import os
+import socket
 
 import ray
 
@@ -38,7 +40,7 @@ def ensure_ray(address: str | None = None, *, num_cpus: int | None = None, state
         kwargs["num_cpus"] = int(num_cpus)
     skip = LEAN_HEAD_SKIPS + (() if kwargs["log_to_driver"] else ("start_log_monitor",)) \
         + (() if state_api else ("start_api_server",))
-    with _head_without(skip):
+    with _lean_head(skip):
         ray.init(**kwargs)
     _EMBEDDED["quiet"] = not kwargs["log_to_driver"]
     return "embedded local Ray"
@@ -72,22 +74,23 @@ everything else, and takes up to half a second to stop at exit: on 2 cores the t
 
 
 @contextlib.contextmanager
-def _head_without(methods: tuple[str, ...]):
-    """Within the block, a Ray head node that ``ray.init`` starts skips ``methods`` of Ray's ``Node``.
+def _lean_head(skip: tuple[str, ...]):
+    """Within the block, a Ray head node that ``ray.init`` starts skips the ``skip`` methods of Ray's ``Node``
+    and starts its raylet with the agents' ports already known (:func:`_agent_ports_known`).
 
     Ray's ``RayParams`` has ``no_monitor`` and ``include_log_monitor`` (what ``ray start`` sets) but
-    ``ray.init`` passes neither, so the node's starters are swapped for the length of the call. This
-    leans on ``ray._private.node.Node`` of the pinned Ray (2.60); where a method is missing (another
-    Ray), the head starts in full, as plain ``ray.init`` would.
+    ``ray.init`` passes neither, so the node's methods are swapped for the length of the call. This leans on
+    ``ray._private.node.Node`` of the pinned Ray (2.60); where a method is missing (another Ray), that part
+    is left as plain ``ray.init`` does it.
     """
     try:
         from ray._private.node import Node
     except ImportError:  # another Ray: start it in full
         yield
         return
-    saved = {name: vars(Node)[name] for name in methods if name in vars(Node)}
+    saved = {name: vars(Node)[name] for name in (*skip, "start_raylet") if name in vars(Node)}
     for name in saved:
-        setattr(Node, name, _skipped)
+        setattr(Node, name, _agent_ports_known(saved[name]) if name == "start_raylet" else _skipped)
     try:
         yield
     finally:
@@ -97,6 +100,48 @@ def _head_without(methods: tuple[str, ...]):
 
 def _skipped(self, *args, **kwargs) -> None:
     return None
+
+
+def _agent_ports_known(start_raylet):
+    """``Node.start_raylet`` that first settles the ports of the raylet's two agents, where Ray would have
+    the raylet wait for them.
+
+    A raylet registers its node only once it knows the ports of the dashboard agent and the runtime-env
+    agent, which it reads from files the agents write when they are up: on 2 cores about 0.6 s of every
+    ``ray.init``, spent importing Ray in two more processes. Where Ray's dashboard dependencies are missing
+    (the pinned stack: no ``aiohttp_cors``), the dashboard agent runs ``--minimal``, serves nothing and writes
+    -1 for its three ports; those files are written here first, with the same -1. The runtime-env agent is
+    given a free port instead of choosing one (as ``ray start --runtime-env-agent-port`` does). The raylet
+    then registers at once; the agents start beside it as before and the raylet still fate-shares them.
+    With the dashboard's dependencies installed the agent's ports are its own, and nothing changes.
+    """
+    @functools.wraps(start_raylet)
+    def start(self, *args, **kwargs):
+        _settle_agent_ports(self)
+        return start_raylet(self, *args, **kwargs)
+    return start
+
+
+def _settle_agent_ports(node) -> bool:
+    try:
+        from ray._private.utils import get_dashboard_dependency_error
+        from ray._raylet import (DASHBOARD_AGENT_LISTEN_PORT_NAME, METRICS_AGENT_PORT_NAME,
+                                 METRICS_EXPORT_PORT_NAME, persist_port)
+        params, session_dir, node_id = node._ray_params, node._session_dir, node._node_id
+    except (ImportError, AttributeError):  # another Ray
+        return False
+    if get_dashboard_dependency_error() is None or params.runtime_env_agent_port:
+        return False  # a full dashboard agent picks its own ports; a runtime-env port set by the caller
+    params.runtime_env_agent_port = _free_port()
+    for name in (METRICS_AGENT_PORT_NAME, METRICS_EXPORT_PORT_NAME, DASHBOARD_AGENT_LISTEN_PORT_NAME):
+        persist_port(session_dir, node_id, name, -1)
+    return True
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("", 0))
+        return s.getsockname()[1]
 
 
 def cluster_gpus() -> float:
