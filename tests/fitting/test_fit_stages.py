@@ -85,3 +85,24 @@ def test_stage_loss_matches_evaluate(body_arrays, prior, dtype, temporal, generi
     if prior.num_components > 1:  # rows pick different mixture components
         picked = problem.prior.component_nll(params[2]).argmin(1)
         assert len(picked.unique()) > 1
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+def test_prior_gradient_grouped_by_component_equals_the_dense_product(dtype):
+    """The CPU form (rows grouped by their mixture component, one D x D product per group) and the form other
+    devices run (one-hot mask, one product over every component) give the same gradient, empty groups and
+    a batch of no rows included."""
+    from dl3d.fitting.fused_loss import chosen_component_grad
+
+    g = torch.Generator().manual_seed(3)
+    k, d, n = 8, 69, 300
+    prior_l = torch.randn(d, k * d, generator=g, dtype=dtype)
+    zq = torch.randn(n, k, d, generator=g, dtype=dtype)
+    arg = torch.randint(0, k - 2, (n,), generator=g)  # the last two components chosen by no row
+    grouped = chosen_component_grad(zq, arg, prior_l, grouped=True)
+    dense = chosen_component_grad(zq, arg, prior_l, grouped=False)
+    explicit = torch.stack([zq[i, arg[i]] @ prior_l[:, arg[i] * d:(arg[i] + 1) * d].t() for i in range(n)])
+    rtol = 1e-5 if dtype == torch.float32 else 1e-12
+    torch.testing.assert_close(grouped, explicit, rtol=rtol, atol=rtol * explicit.abs().max().item())
+    torch.testing.assert_close(dense, explicit, rtol=rtol, atol=rtol * explicit.abs().max().item())
+    assert chosen_component_grad(zq[:0], arg[:0], prior_l, grouped=True).shape == (0, d)
