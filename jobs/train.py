@@ -186,9 +186,7 @@ def run_training(family_name: str, cfg: TrainConfig, model_config: Any = None) -
                 checkpoint_config=ray.train.CheckpointConfig(num_to_keep=cfg.keep_checkpoints),
                 worker_runtime_env=env),
             datasets={"train": _train_dataset(train_urls, cfg, env)},
-            dataset_config=ray.train.DataConfig(
-                datasets_to_split=["train"],
-                execution_options=ray.data.ExecutionOptions(preserve_order=not cfg.shuffle)),
+            dataset_config=train_data_config(),
         )
         result = trainer.fit()
     except ray.train.TrainingFailedError as exc:
@@ -282,6 +280,21 @@ def _train_dataset(urls: list[str], cfg: TrainConfig, env: dict | None):
     ds = ray.data.read_parquet(paths, override_num_blocks=len(paths), **kwargs)
     configure_data_context(ds.context)  # no progress bars or execution plans unless --verbose
     return ds
+
+
+def train_data_config():
+    """How Ray Train streams the training dataset to the workers: split across them, blocks in order.
+
+    In order with ``shuffle`` on too: the shuffle is seeded (the files by ``FileShuffleConfig``, the rows by
+    each epoch's ``local_shuffle_seed``), but Ray Data hands out the read blocks as they finish unless told to
+    keep their order, and then one ``--seed`` gave a different stream at every run, and a run resumed
+    mid-epoch skipped other batches than the ones it had trained on (``tests/train/test_data_order.py``).
+    """
+    import ray.data
+    import ray.train
+
+    return ray.train.DataConfig(datasets_to_split=["train"],
+                                execution_options=ray.data.ExecutionOptions(preserve_order=True))
 
 
 def _as_json(value: Any) -> Any:

@@ -72,6 +72,14 @@ class LoopPlan:
     """The driver's ``ConsoleRelay`` queue (``dl3d.jobs.console``): rank 0's lines and warnings go there."""
 
 
+def epoch_batches(shard: Any, batch_size: int, shuffle: bool, seed: int, epoch: int, rank: int) -> Any:
+    """One epoch of a worker's ``pyarrow`` batches from its dataset shard: rows shuffled within a buffer of four
+    batches, seeded by (seed, epoch, rank), when ``shuffle``; the last partial batch dropped."""
+    return shard.iter_batches(batch_size=batch_size, batch_format="pyarrow", drop_last=True,
+                              local_shuffle_buffer_size=4 * batch_size if shuffle else None,
+                              local_shuffle_seed=(seed * 1_000_003 + epoch * 1009 + rank) if shuffle else None)
+
+
 def train_loop_per_worker(config: dict[str, Any]) -> dict[str, Any]:
     """The Ray Train loop; returns the metrics rows (rank 0), start step, final step and world size."""
     plan: LoopPlan = config["plan"]
@@ -106,10 +114,7 @@ def train_loop_per_worker(config: dict[str, Any]) -> dict[str, Any]:
     steps_since_log = 0
     while step < plan.steps:
         seen = 0
-        for table in shard.iter_batches(
-                batch_size=local_batch, batch_format="pyarrow", drop_last=True,
-                local_shuffle_buffer_size=4 * local_batch if plan.shuffle else None,
-                local_shuffle_seed=(plan.seed * 1_000_003 + epoch * 1009 + rank) if plan.shuffle else None):
+        for table in epoch_batches(shard, local_batch, plan.shuffle, plan.seed, epoch, rank):
             seen += 1
             if skip:  # resumed mid-epoch: these batches were trained on before the checkpoint
                 skip -= 1
