@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import functools
 import os
+import random
 import socket
 
 import ray
@@ -139,6 +140,23 @@ def _settle_agent_ports(node) -> bool:
 
 
 def _free_port() -> int:
+    """A port free now, drawn below the kernel's ephemeral range: every bind to port 0 (Ray's own servers
+    and workers start that way, at the same moment) draws from that range, so none of them can take this
+    port before the agent binds it. Port 0's pick where no such port is found."""
+    low = 32768  # Linux's default start of the range; macOS starts at 49152
+    try:
+        with open("/proc/sys/net/ipv4/ip_local_port_range") as f:
+            low = int(f.read().split()[0])
+    except (OSError, ValueError, IndexError):
+        pass
+    rng = random.Random()
+    for port in [rng.randrange(10000, low) for _ in range(20)] if low > 10000 else []:
+        with socket.socket() as s:
+            try:
+                s.bind(("", port))
+            except OSError:
+                continue
+            return port
     with socket.socket() as s:
         s.bind(("", 0))
         return s.getsockname()[1]
