@@ -35,7 +35,7 @@ class LossConstants:
     prior_l (69, K*69) the K precision Cholesky factors side by side; prior_ml (K, 69) ``mu_k L_k``;
     prior_nlc (K,) ``-log c_k``; pose_w2; angle_index (4,), angle_scale (4,) = 2 * signs; bend_w2;
     shape_w (T, 1) ``w_shape²`` x rows per betas row; interp_w; pair_map (P, 24) joints -> sphere
-    centre differences; reach (N, P) radius sums (None: no interpenetration term);
+    centre differences; reach (P, N) radius sums, pair-major (None: no interpenetration term);
     temporal_w (N - 2, 1, 1) ``w_temporal`` x consecutive (empty: no temporal term).
     """
 
@@ -85,12 +85,6 @@ def chosen_component_grad(zq: Tensor, arg: Tensor, prior_l: Tensor, grouped: boo
     groups = chosen.split(torch.bincount(arg, minlength=k).tolist())
     parts = [z @ prior_l[:, j * d:(j + 1) * d].t() for j, z in enumerate(groups) if z.shape[0]]
     return torch.empty_like(chosen).index_copy_(0, order, torch.cat(parts))
-
-
-def _mix(mix: Tensor, x: Tensor) -> Tensor:
-    """(A, B) mix, (N, B, 3) -> (N, A, 3): ``mix @ x[n]`` for every row, one matrix product."""
-    n, b = x.shape[:2]
-    return (mix @ x.transpose(0, 1).reshape(b, n * 3)).reshape(-1, n, 3).transpose(0, 1)
 
 
 def loss_and_grads(c: LossConstants, joints: Tensor, extra: Tensor, pose: Tensor,
@@ -143,12 +137,15 @@ def loss_and_grads(c: LossConstants, joints: Tensor, extra: Tensor, pose: Tensor
     g_betas = 2 * c.shape_w * betas
 
     if c.reach is not None and c.interp_w > 0:
-        diff = _mix(c.pair_map, joints)  # (N, P, 3) sphere centre differences
-        dist = torch.sqrt((diff * diff).sum(-1) + 1e-12)
+        # Pair-major, rows last: (P, 3, N), so each op runs over contiguous rows and the sum over x, y, z
+        # adds three rows (row-major (N, P, 3) took 2.5x as long at 4,000 rows).
+        m = joints.shape[1]
+        diff = (c.pair_map @ joints.permute(1, 2, 0).reshape(m, 3 * n)).view(-1, 3, n)  # sphere centre differences
+        dist = torch.sqrt((diff * diff).sum(1) + 1e-12)  # (P, N)
         over = torch.relu(c.reach - dist)
         loss = loss + c.interp_w * (over * over).sum()
-        g_diff = (-2 * c.interp_w) * (over / dist)[..., None] * diff
-        g_joints += _mix(c.pair_map.t(), g_diff)
+        g_diff = ((-2 * c.interp_w) * over / dist).unsqueeze(1) * diff
+        g_joints += (c.pair_map.t() @ g_diff.view(-1, 3 * n)).view(m, 3, n).permute(2, 0, 1)
     if c.temporal_w.numel():
         acc = joints[2:] - 2 * joints[1:-1] + joints[:-2]
         loss = loss + (c.temporal_w * acc * acc).sum()

@@ -158,7 +158,8 @@ def _constants(problem: Problem, betas: Tensor, w: StageWeights, reach: Tensor |
         angle_scale=2 * torch.tensor(ANGLE_PRIOR_SIGNS, device=dev, dtype=dtype),  # exp(s a)² = exp(2 s a)
         bend_w2=w.bending ** 2, shape_w=w.shape ** 2 * count,  # the shape prior counts once per row
         interp_w=w.interpenetration if spheres is not None else 0.0,
-        pair_map=spheres.pair_map.to(problem.xy) if spheres is not None else None, reach=reach,
+        pair_map=spheres.pair_map.to(problem.xy) if spheres is not None else None,
+        reach=reach.t().contiguous() if reach is not None else None,
         temporal_w=(w.temporal * problem.consecutive)[:, None, None] if w.temporal > 0 else problem.xy.new_zeros(0),
     )
 
@@ -172,7 +173,7 @@ def stage_loss(problem: Problem, c: LossConstants, betas: Tensor, global_orient:
     out = kernel(betas[problem.beta_index], global_orient, body_pose, transl)
     extra = out.points if hasattr(kernel, "smplx_layout_index") else kernel.smplx_layout(out)
     if c.reach is None and c.interp_w > 0:
-        c = replace(c, reach=problem.spheres.pair_reach(out.joints))
+        c = replace(c, reach=problem.spheres.pair_reach(out.joints).t().contiguous())
     return StageTerms.apply(c, out.joints, extra, body_pose, betas)
 
 
