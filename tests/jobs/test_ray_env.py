@@ -62,11 +62,11 @@ PROBE = textwrap.dedent("""
 
 
 def _probe(state_api: bool, verbose: bool = False) -> dict:
-    ray_tmp = tempfile.mkdtemp(prefix="dl3dr", dir="/tmp")  # short: Ray's socket paths must fit 107 bytes
-    env = os.environ | {"RAY_TMPDIR": ray_tmp}
-    env.pop("RAY_ADDRESS", None)
-    done = subprocess.run([sys.executable, "-c", PROBE, "1" if state_api else "0", "1" if verbose else "0"], env=env,
-                          capture_output=True, text=True, timeout=180)
+    with tempfile.TemporaryDirectory(prefix="dl3dr", dir="/tmp") as ray_tmp:  # short: socket paths fit 107 bytes
+        env = os.environ | {"RAY_TMPDIR": ray_tmp}
+        env.pop("RAY_ADDRESS", None)
+        done = subprocess.run([sys.executable, "-c", PROBE, "1" if state_api else "0", "1" if verbose else "0"],
+                              env=env, capture_output=True, text=True, timeout=180)
     assert done.returncode == 0, done.stdout + done.stderr
     return json.loads(done.stdout.strip().splitlines()[-1])
 
