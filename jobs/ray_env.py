@@ -123,20 +123,19 @@ def _agent_ports_known(start_raylet):
     return start
 
 
-def _settle_agent_ports(node) -> bool:
+def _settle_agent_ports(node) -> None:
     try:
         from ray._private.utils import get_dashboard_dependency_error
         from ray._raylet import (DASHBOARD_AGENT_LISTEN_PORT_NAME, METRICS_AGENT_PORT_NAME,
                                  METRICS_EXPORT_PORT_NAME, persist_port)
         params, session_dir, node_id = node._ray_params, node._session_dir, node._node_id
     except (ImportError, AttributeError):  # another Ray
-        return False
+        return
     if get_dashboard_dependency_error() is None or params.runtime_env_agent_port:
-        return False  # a full dashboard agent picks its own ports; a runtime-env port set by the caller
+        return  # a full dashboard agent picks its own ports; a runtime-env port set by the caller
     params.runtime_env_agent_port = _free_port()
     for name in (METRICS_AGENT_PORT_NAME, METRICS_EXPORT_PORT_NAME, DASHBOARD_AGENT_LISTEN_PORT_NAME):
         persist_port(session_dir, node_id, name, -1)
-    return True
 
 
 def _free_port() -> int:
@@ -149,8 +148,9 @@ def _free_port() -> int:
             low = int(f.read().split()[0])
     except (OSError, ValueError, IndexError):
         pass
-    rng = random.Random()
-    for port in [rng.randrange(10000, low) for _ in range(20)] if low > 10000 else []:
+    rng = random.Random()  # its own: a seeded global RNG would hand concurrent jobs the same port
+    for _ in range(20 if low > 10000 else 0):
+        port = rng.randrange(10000, low)
         with socket.socket() as s:
             try:
                 s.bind(("", port))
