@@ -61,6 +61,47 @@ def test_plain_parquet_folder_from_elsewhere(tmp_path):
     assert read_meta(str(tmp_path)) is None
 
 
+def test_parts_dictionary_encode_strings_only():
+    """The writer's Parquet: the same table back; ids and statuses dictionary encoded, the float arrays
+    plain (Parquet's default tries a dictionary on every column: a bigger file for all-distinct floats)."""
+    import io
+
+    from dl3d.data.dataset import table_to_parquet
+
+    n = 500
+    rng = np.random.default_rng(0)
+    table = _params_table(n).append_column("status", pa.array(["ok"] * (n - 3) + ["failed"] * 3))
+    table = table.append_column("joints", tensor_to_arrow(rng.normal(size=(n, 24, 3)).astype(np.float32)))
+    data = table_to_parquet(table)
+    assert data == table_to_parquet(table)  # deterministic
+    assert pq.read_table(io.BytesIO(data)).equals(table)
+    meta = pq.ParquetFile(io.BytesIO(data)).metadata.row_group(0)
+    dictionary = {meta.column(i).path_in_schema.split(".")[0]: meta.column(i).has_dictionary_page
+                  for i in range(meta.num_columns)}
+    assert dictionary["id"] and dictionary["status"]
+    assert not any(dictionary[c] for c in ("betas", "global_orient", "body_pose", "transl", "joints"))
+    default = pa.BufferOutputStream()
+    pq.write_table(table, default, compression="zstd")
+    assert len(data) < 0.85 * len(default.getvalue())
+
+
+@pytest.mark.parametrize("chunks,row,shown", [
+    ([[800.0, None], [700.0, float("nan"), -1.0]], 3, "nan"),  # a null is unknown, NaN is not: the row across chunks
+    ([[1280, 0]], 1, "0"),  # integers
+    ([[1.5, float("inf")]], 1, "inf"),
+    ([["800", "x"]], 0, "'800'"),  # not a number column at all: the first row named
+])
+def test_check_positive_names_the_first_bad_row(chunks, row, shown):
+    from dl3d.data.dataset import check_positive
+
+    values = pa.chunked_array(chunks)
+    table = pa.table({"id": [f"r{i}" for i in range(len(values))], "focal_length": values})
+    with pytest.raises(DataError, match=rf"column 'focal_length': row {row} \(id 'r{row}'\) holds {shown};"):
+        check_positive(table, "focal_length", "src.parquet")
+    check_positive(table.slice(0, row), "focal_length", "src.parquet")  # the rows before it pass
+    check_positive(pa.table({"focal_length": pa.array([None, 2.0])}), "focal_length", "src.parquet")
+
+
 def test_pose72_column_is_accepted(tmp_path):
     t = _params_table(4)
     pose = np.concatenate([np.array(t.column("global_orient").to_pylist()), np.array(t.column("body_pose").to_pylist())], 1)
