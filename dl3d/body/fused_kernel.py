@@ -6,7 +6,9 @@ bookkeeping of about a hundred small ops (tiny batched 3x4 @ 4x4 products, zero-
 buffers of slices and gathers), not on arithmetic. ``FusedPlan`` computes the same numbers:
 
 - in a component-major, rows-last layout (``(joints, 3, 4, N)``): each level of the kinematic chain
-  is one broadcast multiply and one sum over contiguous rows, not N tiny matrix products;
+  is three multiply-adds over contiguous rows, written in place into one (joints, 3, 4, N) tensor, not
+  N tiny matrix products (nor a broadcast product and its sum, nor concatenated copies: 1.07-1.09x
+  frames/s of a 4,000-row fit over that form, every preset, the same PA-MPJPE);
 - with a ``torch.autograd.Function`` whose backward is derived by hand (Rodrigues, the chain level
   by level in reverse, skinning, blend shapes), so the whole kernel is one node of the graph;
 - skinning only over the joints that carry weight for the selected vertices.
@@ -80,9 +82,21 @@ def _as(t: Tensor, ref: Tensor) -> Tensor:
     return t.to(dtype=ref.dtype, device=ref.device)
 
 
-def _compose(parent: Tensor, local: Tensor) -> Tensor:
-    """Rigid transforms ``[R | t]`` (L, 3, 4, N) composed per row: ``[R_p R_l | R_p t_l + t_p]``."""
-    out = (parent[:, :, :3].unsqueeze(3) * local.unsqueeze(1)).sum(2)
+def _sum_of_products(pairs: list[tuple[Tensor, Tensor]], out: Tensor | None = None) -> Tensor:
+    """``sum(a * b for a, b in pairs)`` (broadcast), accumulated in place: a small contraction (over 3 or 4
+    components) without the (..., 3, 3, 4, N) product that ``(a.unsqueeze(i) * b.unsqueeze(j)).sum(k)``
+    writes and reads back (a level's compose at 4,000 rows: 147 -> 90 us, one thread). ``out``: where to write
+    it (the broadcast shape; a view is fine)."""
+    (a, b), rest = pairs[0], pairs[1:]
+    out = a * b if out is None else torch.mul(a, b, out=out)
+    for a, b in rest:
+        out.addcmul_(a, b)
+    return out
+
+
+def _compose(parent: Tensor, local: Tensor, out: Tensor) -> Tensor:
+    """Rigid transforms ``[R | t]`` (L, 3, 4, N) composed per row into ``out``: ``[R_p R_l | R_p t_l + t_p]``."""
+    _sum_of_products([(parent[:, :, k:k + 1], local[:, k:k + 1]) for k in range(3)], out)
     out[:, :, 3] += parent[:, :, 3]
     return out
 
@@ -113,16 +127,20 @@ class _FusedPoints(torch.autograd.Function):
         lin = lin.expand(-1, n)
         j_rest = lin[:3 * m].view(m, 3, n)
         j_rel = lin[3 * m:6 * m].view(m, 3, 1, n)
-        local = torch.cat([(rm + eye9).view(m, 3, 3, n), j_rel], 2)  # (M, 3, 4, N) = [R | t]
+        local = pose.new_empty(m, 3, 4, n)  # (M, 3, 4, N) = [R | t], written in place (no concatenated copies)
+        torch.add(rm.view(m, 3, 3, n), eye9.view(1, 3, 3, 1), out=local[:, :, :3])
+        local[:, :, 3:] = j_rel
         parts = local.split(fp.level_sizes, 0)
-        world, parents = [parts[0]], []
+        world_all = torch.empty_like(local)  # (M, 3, 4, N), level by level
+        world = world_all.split(fp.level_sizes, 0)
+        world[0].copy_(parts[0])
+        parents = []
         slots = fp.levels(ref.device)
         for lv in range(1, fp.num_levels):
-            prev = world[-1]
+            prev = world[lv - 1]
             parent = prev.index_select(0, slots[lv - 1]) if prev.shape[0] > 1 else prev
             parents.append(parent)
-            world.append(_compose(parent, parts[lv]))
-        world_all = torch.cat(world, 0)  # (M, 3, 4, N)
+            _compose(parent, parts[lv], world[lv])
         posed = world_all[:, :, 3]
         joints = posed if fp.out_identity else posed.index_select(0, fp.out_index.to(pose.device))
 
@@ -131,12 +149,12 @@ class _FusedPoints(torch.autograd.Function):
             skin_w = _as(fp.skin_weights, pose)
             ws = world_all.index_select(0, skin)  # (S, 3, 4, N)
             jr = j_rest.index_select(0, skin)  # (S, 3, N)
-            corr = (ws[:, :, :3] * jr.unsqueeze(1)).sum(2)  # (S, 3, N): R_w j_rest
+            corr = _sum_of_products([(ws[:, :, k], jr[:, k:k + 1]) for k in range(3)])  # (S, 3, N): R_w j_rest
             t = (skin_w @ ws.reshape(s, 12 * n)).view(p, 3, 4, n)
             tc = (skin_w @ corr.reshape(s, 3 * n)).view(p, 3, n)
             v_posed = torch.addmm(lin[6 * m:], _as(fp.posedirs, pose).t(), rm[1:].reshape(9 * (m - 1), n))
             v_posed = v_posed.view(p, 3, n)
-            points = (t[:, :, :3] * v_posed.unsqueeze(1)).sum(2) + t[:, :, 3] - tc
+            points = _sum_of_products([(t[:, :, k], v_posed[:, k:k + 1]) for k in range(3)]) + t[:, :, 3] - tc
         else:
             ws = jr = t = v_posed = None
             points = pose.new_zeros(0, 3, n)
@@ -167,13 +185,15 @@ class _FusedPoints(torch.autograd.Function):
             s = skin.numel()
             skin_w = _as(fp.skin_weights, ref)
             gp = g_points.permute(1, 2, 0)  # (P, 3, N)
-            g_t = torch.cat([gp.unsqueeze(2) * v_posed.unsqueeze(1), gp.unsqueeze(2)], 2)  # (P, 3, 4, N)
-            g_vp = (t[:, :, :3] * gp.unsqueeze(2)).sum(1)  # (P, 3, N)
+            g_t = gp.new_empty(p, 3, 4, n)
+            torch.mul(gp.unsqueeze(2), v_posed.unsqueeze(1), out=g_t[:, :, :3])
+            g_t[:, :, 3] = gp
+            g_vp = _sum_of_products([(t[:, i, :3], gp[:, i:i + 1]) for i in range(3)])  # (P, 3, N)
             g_ws = (skin_w.t() @ g_t.reshape(p, 12 * n)).view(s, 3, 4, n)
             g_corr = -(skin_w.t() @ gp.reshape(p, 3 * n)).view(s, 3, n)
             g_ws[:, :, :3] += g_corr.unsqueeze(2) * jr.unsqueeze(1)
             g_world.index_add_(0, skin, g_ws)
-            g_jr = (ws[:, :, :3] * g_corr.unsqueeze(2)).sum(1)  # (S, 3, N)
+            g_jr = _sum_of_products([(ws[:, i, :3], g_corr[:, i:i + 1]) for i in range(3)])  # (S, 3, N)
             g_lin[:3 * m].view(m, 3, n).index_add_(0, skin, g_jr)
             g_lin[6 * m:] = g_vp.reshape(3 * p, n)
             g_rm[1:] = (_as(fp.posedirs, ref) @ g_vp.reshape(3 * p, n)).view(m - 1, 9, n)
@@ -187,9 +207,10 @@ class _FusedPoints(torch.autograd.Function):
             a, b = starts[lv], starts[lv] + sizes[lv]
             gw = g_world[a:b]  # (L, 3, 4, N)
             parent = parents[lv - 1]
-            g_local[a:b] = (parent[:, :, :3].unsqueeze(3) * gw.unsqueeze(2)).sum(1)  # R_p^T gw
-            g_parent = torch.cat([(gw.unsqueeze(2) * local[a:b].unsqueeze(1)).sum(3),  # gw [R_l | t_l]^T
-                                  gw[:, :, 3:]], 2)
+            _sum_of_products([(parent[:, i, :3].unsqueeze(2), gw[:, i:i + 1]) for i in range(3)], g_local[a:b])  # R_p^T gw
+            g_parent = torch.empty_like(gw)  # [gw [R_l | t_l]^T | gw_t]
+            _sum_of_products([(gw[:, :, j:j + 1], local[a:b, :, j].unsqueeze(1)) for j in range(4)], g_parent[:, :, :3])
+            g_parent[:, :, 3] = gw[:, :, 3]
             pa = starts[lv - 1]
             if sizes[lv - 1] > 1:
                 g_world[pa:pa + sizes[lv - 1]].index_add_(0, slots[lv - 1], g_parent)
