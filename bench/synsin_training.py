@@ -22,6 +22,7 @@ os.environ.setdefault("RAY_AUTH_MODE", "disabled")
 
 import ray  # noqa: E402
 
+from dl3d.jobs.ray_env import ensure_ray  # noqa: E402
 from dl3d.jobs.train import TrainConfig, run_training  # noqa: E402
 from dl3d.synthetic.multiview import MultiviewSpec, write_multiview_dataset  # noqa: E402
 from dl3d.train import get_family  # noqa: E402
@@ -43,7 +44,7 @@ def main() -> None:
         write_multiview_dataset(f"{tmp}/pairs", MultiviewSpec(scenes=args.scenes, pairs_per_scene=8, image_size=32,
                                                               shards=4, seed=0))
         data_s = time.perf_counter() - t0
-        ray.init(address="local", num_cpus=max(4, args.workers + 2), include_dashboard=False)
+        ensure_ray(num_cpus=max(4, args.workers + 2))  # the CLI's embedded Ray, as quiet as its training runs
         t0 = time.perf_counter()
         result = run_training("synsin", TrainConfig(
             data=f"{tmp}/pairs", storage=f"{tmp}/runs", name="bench", preset=args.preset, steps=args.steps,
