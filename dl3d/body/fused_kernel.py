@@ -207,7 +207,8 @@ class _FusedPoints(torch.autograd.Function):
             a, b = starts[lv], starts[lv] + sizes[lv]
             gw = g_world[a:b]  # (L, 3, 4, N)
             parent = parents[lv - 1]
-            _sum_of_products([(parent[:, i, :3].unsqueeze(2), gw[:, i:i + 1]) for i in range(3)], g_local[a:b])  # R_p^T gw
+            rotated = [(parent[:, i, :3].unsqueeze(2), gw[:, i:i + 1]) for i in range(3)]
+            _sum_of_products(rotated, g_local[a:b])  # R_p^T gw
             g_parent = torch.empty_like(gw)  # [gw [R_l | t_l]^T | gw_t]
             _sum_of_products([(gw[:, :, j:j + 1], local[a:b, :, j].unsqueeze(1)) for j in range(4)], g_parent[:, :, :3])
             g_parent[:, :, 3] = gw[:, :, 3]
