@@ -88,9 +88,9 @@ def main() -> None:
                 shutil.rmtree(out)
             ratios.append(report_ratio(runs[1], runs[args.workers], args.workers))
         if args.rounds > 1:
-            ends, steadies = sorted(r[0] for r in ratios), sorted(r[1] for r in ratios)
-            print(f"{args.rounds} rounds: end to end {', '.join(f'{e:.2f}x' for e, _ in ratios)} (median "
-                  f"{statistics.median(ends):.2f}x); steady {', '.join(f'{s:.2f}x' for _, s in ratios)} (median "
+            ends, steadies = [r[0] for r in ratios], [r[1] for r in ratios]
+            print(f"{args.rounds} rounds: end to end {', '.join(f'{e:.2f}x' for e in ends)} (median "
+                  f"{statistics.median(ends):.2f}x); steady {', '.join(f'{s:.2f}x' for s in steadies)} (median "
                   f"{statistics.median(steadies):.2f}x)")
 
 
@@ -108,6 +108,7 @@ def report_ratio(one: dict, many: dict, workers: int) -> tuple[float, float]:
     else:
         print("after start-up the ratio is below 1.85x: no job size reaches it end to end")
     return end, steady
+
 
 if __name__ == "__main__":
     main()
